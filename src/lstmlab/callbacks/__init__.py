@@ -1,0 +1,1 @@
+"""Lightning callbacks of lstmlab: TensorBoard figures and the like."""

@@ -1,0 +1,23 @@
+"""``lstmlab-eval ckpt_path=...``: test a checkpoint with the config saved beside it."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from lstmlab.errors import reported_errors
+from lstmlab.schemas import register_schemas
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="eval")
+def main(cfg: DictConfig) -> dict:
+    with reported_errors():
+        from lstmlab.runner import run_evaluation
+
+        return run_evaluation(cfg)
+
+
+if __name__ == "__main__":
+    main()

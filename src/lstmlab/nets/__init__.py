@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` networks. Nothing here imports Lightning or touches files."""

@@ -1,0 +1,39 @@
+"""The sequence (L>1) recurrent net: a window of L steps per call through a stacked ``nn.LSTM`` and a head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from lstmlab.nets.cells import init_recurrent, make_recurrent
+from lstmlab.nets.heads import make_head
+
+
+class SequenceLSTM(nn.Module):
+    """``x`` [batch, L, input_size] -> per-step outputs [batch, L, output_size]; the state can be carried on."""
+
+    def __init__(
+        self,
+        input_size: int = 5,
+        output_size: int = 1,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        cell: str = "lstm",
+        head_hidden: Sequence[int] = (),
+        head_activation: str = "relu",
+        head_dropout: float = 0.0,
+        init: str = "xavier_orthogonal",
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dropout)
+        init_recurrent(self.rnn, init)
+        self.head = make_head(hidden_size, output_size, head_hidden, head_activation, head_dropout)
+
+    def forward(self, x: Tensor, state=None) -> tuple[Tensor, object]:
+        out, state = self.rnn(x, state)
+        return self.head(out), state

@@ -1,0 +1,153 @@
+"""What a run does once its config is composed: build the objects, fit, test, write results.
+
+Entry points call ``run_training`` / ``run_evaluation``; everything heavy is imported here, not there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lstmlab.errors import ConfigError
+from lstmlab.schemas import validate_config
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg: DictConfig) -> float | None:
+    """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers)."""
+    validate_config(cfg)
+    apply_extras(cfg)
+    started = time.perf_counter()
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    task = build_task(cfg.model)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    val_metrics = scalar_metrics(trainer.callback_metrics, "val/")
+
+    test_metrics: dict[str, float] = {}
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test", True):
+        # test the best checkpoint; without one (fast_dev_run, no checkpoint callback) the final weights
+        trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
+        test_metrics = scalar_metrics(trainer.callback_metrics, "test/")
+
+    results = {
+        "val": val_metrics,
+        "test": test_metrics,
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "best_checkpoint": best_path or None,
+    }
+    if trainer.is_global_zero:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
+        log_hparams(trainer, cfg, {**val_metrics, **test_metrics})
+    log.info("results: %s", json.dumps({k: results[k] for k in ("test", "wall_time_s", "epochs")}))
+    return optimized_value(cfg, {**val_metrics, **test_metrics})
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` on the data of the run that wrote it; write metrics.json into this run's dir."""
+    apply_extras(cfg)
+    ckpt = Path(cfg.ckpt_path)
+    if not ckpt.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt}: checkpoint not found; pass a .ckpt file, e.g. "
+            "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
+        )
+    saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
+            "evaluate checkpoints inside the run directory that lstmlab-train wrote"
+        )
+    saved = OmegaConf.load(saved_path)
+    saved.paths = cfg.paths  # resolve the saved run's paths in this process
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
+
+    datamodule = instantiate(saved.data, _convert_="all")
+    task = get_class(saved.model._target_).load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    run(task, datamodule=datamodule)
+    metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", {cfg.split: metrics, "checkpoint": str(ckpt)})
+    return metrics
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def build_task(model_cfg: DictConfig) -> pl.LightningModule:
+    """The task gets plain dicts for its net / optimizer configs, so it can save and rebuild them."""
+    kwargs = OmegaConf.to_container(model_cfg, resolve=True)
+    target = kwargs.pop("_target_")
+    return get_class(target)(**kwargs)
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Every ``_target_`` node of a group such as ``callbacks`` or ``logger`` (null entries switched off)."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def scalar_metrics(metrics: dict, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]
+
+
+def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The composed config and the final metrics in TensorBoard's HPARAMS view."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params = {k: v for k, v in params.items() if k not in ("hydra", "paths", "extras")}
+    params["model/num_parameters"] = sum(p.numel() for p in trainer.lightning_module.parameters())
+    finals = {f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items()}
+    for logger in trainer.loggers:
+        if isinstance(logger, pl.loggers.TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=finals)
+            logger.finalize("success")
+
+
+def apply_extras(cfg: DictConfig) -> None:
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if extras.get("print_config"):
+        from rich.console import Console
+        from rich.syntax import Syntax
+
+        shown = {k: v for k, v in cfg.items() if k != "hydra"}
+        Console(stderr=True).print(Syntax(OmegaConf.to_yaml(shown, resolve=False), "yaml", theme="ansi_dark"))
+    torch.set_float32_matmul_precision("high")
+
+
+def write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True))
+    tmp.replace(path)

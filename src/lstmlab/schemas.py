@@ -1,0 +1,201 @@
+"""Structured-config schemas of the data and model groups, and range checks of the composed config.
+
+The YAML files of a group list their schema first in their defaults (``/schema/model@_here_: sequence``), so
+Hydra rejects an unknown key or a value of the wrong type while composing, naming the key. Ranges
+(``hidden_size > 0``, ``0 <= dropout < 1`` ...) are checked by ``validate_config`` before any work starts.
+Only dataclasses and OmegaConf here: this module is on the ``--help`` path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from lstmlab.errors import ConfigError
+
+Problem = tuple[str, str]  # (key relative to the node, what is wrong and how to fix it)
+
+
+def _positive(name: str, value: Any) -> Iterator[Problem]:
+    if value is not None and value <= 0:
+        yield name, f"must be > 0, got {value}"
+
+
+def _fraction(name: str, value: float) -> Iterator[Problem]:
+    if not 0.0 <= value < 1.0:
+        yield name, f"must be in [0, 1), got {value}"
+
+
+def _one_of(name: str, value: Any, choices: tuple) -> Iterator[Problem]:
+    if value not in choices:
+        yield name, f"must be one of {list(choices)}, got {value!r}"
+
+
+@dataclass
+class RecurrentNetSchema:
+    _target_: str = "???"
+    input_size: int = 5
+    output_size: int = 1
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.0
+    cell: str = "lstm"
+    head_hidden: list[int] = field(default_factory=list)
+    head_activation: str = "relu"
+    init: str = "xavier_orthogonal"
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("input_size", self.input_size)
+        yield from _positive("output_size", self.output_size)
+        yield from _positive("hidden_size", self.hidden_size)
+        if self.num_layers < 1:
+            yield "num_layers", f"must be >= 1, got {self.num_layers}"
+        yield from _fraction("dropout", self.dropout)
+        yield from _one_of("cell", self.cell, ("lstm", "gru"))
+        yield from _one_of("head_activation", self.head_activation, ("relu", "gelu", "tanh", "silu", "elu"))
+        yield from _one_of("init", self.init, ("default", "xavier_orthogonal"))
+        for width in self.head_hidden:
+            yield from _positive("head_hidden", width)
+
+
+@dataclass
+class StatefulNetSchema(RecurrentNetSchema):
+    _target_: str = "lstmlab.nets.stateful.StatefulLSTM"
+    tbptt_steps: int = 1
+
+    def problems(self) -> Iterator[Problem]:
+        yield from super().problems()
+        if self.tbptt_steps < 1:
+            yield "tbptt_steps", f"must be >= 1, got {self.tbptt_steps}"
+
+
+@dataclass
+class SequenceNetSchema(RecurrentNetSchema):
+    _target_: str = "lstmlab.nets.sequence.SequenceLSTM"
+    head_dropout: float = 0.0
+
+    def problems(self) -> Iterator[Problem]:
+        yield from super().problems()
+        yield from _fraction("head_dropout", self.head_dropout)
+
+
+@dataclass
+class RegressionTaskSchema:
+    _target_: str = "lstmlab.tasks.regression.SignalRegressionTask"
+    net: RecurrentNetSchema = field(default_factory=RecurrentNetSchema)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: Optional[dict[str, Any]] = None
+    hidden_size: Optional[int] = None
+    num_layers: Optional[int] = None
+    metric_skip_steps: int = 0
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("hidden_size", self.hidden_size)
+        if self.num_layers is not None and self.num_layers < 1:
+            yield "num_layers", f"must be >= 1, got {self.num_layers}"
+        if self.metric_skip_steps < 0:
+            yield "metric_skip_steps", f"must be >= 0, got {self.metric_skip_steps}"
+        lr = self.optimizer.get("lr")
+        if lr is not None and lr <= 0:
+            yield "optimizer.lr", f"must be > 0, got {lr}"
+
+
+@dataclass
+class StatefulTaskSchema(RegressionTaskSchema):
+    net: StatefulNetSchema = field(default_factory=StatefulNetSchema)
+
+
+@dataclass
+class SequenceTaskSchema(RegressionTaskSchema):
+    net: SequenceNetSchema = field(default_factory=SequenceNetSchema)
+
+
+@dataclass
+class SignalGeneratorSchema:
+    n_samples: int = 200
+    sampling_rate: float = 100.0
+    duration: float = 10.0
+    frequencies: list[float] = field(default_factory=lambda: [1.0, 3.0, 5.0, 7.0])
+    amplitude_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    noise_std: float = 0.1
+    seed: int = 42
+
+    def problems(self) -> Iterator[Problem]:
+        if self.n_samples < 3:
+            yield "n_samples", f"must be >= 3 (train, val and test need one each), got {self.n_samples}"
+        yield from _positive("sampling_rate", self.sampling_rate)
+        yield from _positive("duration", self.duration)
+        if not self.frequencies:
+            yield "frequencies", "must list at least one frequency in Hz"
+        for f in self.frequencies:
+            if not 0 < f < self.sampling_rate / 2:
+                yield "frequencies", f"{f} Hz must lie in (0, sampling_rate/2 = {self.sampling_rate / 2})"
+        if len(self.amplitude_range) != 2 or self.amplitude_range[0] > self.amplitude_range[1]:
+            yield "amplitude_range", f"must be [low, high] with low <= high, got {self.amplitude_range}"
+        if self.noise_std < 0:
+            yield "noise_std", f"must be >= 0, got {self.noise_std}"
+
+
+@dataclass
+class SignalDataSchema:
+    _target_: str = "lstmlab.data.signal_datamodule.SignalDataModule"
+    path: Optional[str] = None
+    data_dir: str = "data"
+    generator: SignalGeneratorSchema = field(default_factory=SignalGeneratorSchema)
+    chunk_len: int = 50
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_seed: int = 0
+    num_workers: int = 0
+    pin_memory: bool = False
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("chunk_len", self.chunk_len)
+        yield from _positive("batch_size", self.batch_size)
+        yield from _positive("eval_batch_size", self.eval_batch_size)
+        if self.num_workers < 0:
+            yield "num_workers", f"must be >= 0, got {self.num_workers}"
+
+
+SCHEMAS = {
+    "schema/model": {"stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema},
+    "schema/data": {"signals": SignalDataSchema},
+}
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            store.store(group=group, name=name, node=node)
+
+
+def _walk(obj: Any, prefix: str) -> Iterator[Problem]:
+    if dataclasses.is_dataclass(obj):
+        if hasattr(obj, "problems"):
+            for key, message in obj.problems():
+                yield f"{prefix}.{key}", message
+        for f in dataclasses.fields(obj):
+            yield from _walk(getattr(obj, f.name), f"{prefix}.{f.name}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming the first key whose value is out of range."""
+    for group in ("data", "model"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            for key, message in _walk(OmegaConf.to_object(node), group):
+                raise ConfigError(f"{key} {message}")
+    trainer = cfg.get("trainer") or {}
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1 and epochs < 1:
+        raise ConfigError(f"trainer.max_epochs {'must be >= 1 (or -1 for no limit)'}, got {epochs}")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and clip < 0:
+        raise ConfigError(f"trainer.gradient_clip_val must be >= 0 (or null for no clipping), got {clip}")

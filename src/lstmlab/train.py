@@ -1,0 +1,26 @@
+"""``lstmlab-train``: compose a run from conf/ and hand it to the runner.
+
+Only Hydra is imported before the arguments are parsed, so ``--help`` and ``--cfg job`` stay fast.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from lstmlab.errors import reported_errors
+from lstmlab.schemas import register_schemas
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with reported_errors():
+        from lstmlab.runner import run_training
+
+        return run_training(cfg)
+
+
+if __name__ == "__main__":
+    main()
