@@ -1,0 +1,122 @@
+"""The nets: the L=1 fast path equals the step-by-step loop; streaming and chunked calls agree."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmlab.nets.sequence import SequenceLSTM
+from lstmlab.nets.stateful import StatefulLSTM
+from lstmlab.tasks.regression import detach_state
+
+
+def random_state(net: StatefulLSTM, batch: int):
+    def layer():
+        h = torch.randn(1, batch, net.hidden_size)
+        return (h, torch.randn_like(h)) if net.cell == "lstm" else h
+
+    return [layer() for _ in range(net.num_layers)]
+
+
+def step_by_step(net: StatefulLSTM, x, state, tbptt_steps: int):
+    """The plain loop users write: one recurrent call per step, state detached every tbptt_steps steps."""
+    outs = []
+    for t in range(x.shape[1]):
+        if t % tbptt_steps == 0:
+            state = detach_state(state)
+        out, state = net._forward_full(x[:, t : t + 1], state)
+        outs.append(out)
+    return torch.cat(outs, dim=1), state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("tbptt_steps", [1, 4, 7])
+def test_truncated_fast_path_equals_step_by_step_loop(cell, tbptt_steps):
+    torch.manual_seed(0)
+    net = StatefulLSTM(hidden_size=12, num_layers=3, cell=cell, tbptt_steps=tbptt_steps, head_hidden=[6])
+    x, y = torch.randn(4, 30, 5), torch.randn(4, 30, 1)  # 30 steps: a short last window for 4 and 7
+    state = random_state(net, 4)
+
+    fast, fast_state = net(x, state)
+    torch.nn.functional.mse_loss(fast, y).backward()
+    fast_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+
+    ref, ref_state = step_by_step(net, x, state, tbptt_steps)
+    torch.nn.functional.mse_loss(ref, y).backward()
+    ref_grads = [p.grad.clone() for p in net.parameters()]
+
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
+    for (name, _), g_fast, g_ref in zip(net.named_parameters(), fast_grads, ref_grads):
+        torch.testing.assert_close(g_fast, g_ref, atol=1e-6, rtol=1e-5, msg=f"gradient of {name}")
+    for a, b in zip(fast_state, ref_state):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_truncation_changes_gradients_but_not_outputs():
+    """tbptt_steps=1 and full BPTT give the same outputs and different recurrent gradients."""
+    torch.manual_seed(1)
+    x, y = torch.randn(2, 20, 5), torch.randn(2, 20, 1)
+    grads = {}
+    outputs = {}
+    for steps in (1, 20):
+        torch.manual_seed(2)
+        net = StatefulLSTM(hidden_size=8, num_layers=1, tbptt_steps=steps)
+        out, _ = net(x)
+        torch.nn.functional.mse_loss(out, y).backward()
+        grads[steps] = net.layers[0].weight_hh_l0.grad.clone()
+        outputs[steps] = out.detach()
+    torch.testing.assert_close(outputs[1], outputs[20])
+    assert not torch.allclose(grads[1], grads[20])
+
+
+def test_dropout_masks_are_shared_by_both_passes():
+    """With dropout, the fast path still equals a loop that drops the same units."""
+    torch.manual_seed(3)
+    net = StatefulLSTM(hidden_size=10, num_layers=2, dropout=0.3, tbptt_steps=1).train()
+    x = torch.randn(3, 15, 5)
+    torch.manual_seed(4)
+    fast, _ = net(x)
+    torch.manual_seed(4)
+    masks = net._dropout_masks(x)
+    outs, state = [], None
+    for t in range(15):
+        out, state = net._forward_full(x[:, t : t + 1], detach_state(state), [m[:, t : t + 1] for m in masks])
+        outs.append(out)
+    torch.testing.assert_close(fast, torch.cat(outs, 1), atol=1e-6, rtol=1e-5)
+
+
+def test_streaming_step_matches_whole_sequence_and_reset_forgets():
+    torch.manual_seed(5)
+    net = StatefulLSTM(hidden_size=8, num_layers=2).eval()
+    x = torch.randn(3, 25, 5)
+    with torch.no_grad():
+        whole, _ = net(x)
+    net.reset_state()
+    streamed = torch.stack([net.step(x[:, t]) for t in range(25)], dim=1)
+    torch.testing.assert_close(streamed, whole, atol=1e-6, rtol=1e-5)
+
+    net.reset_state()
+    first = net.step(x[:, 0])
+    net.step(x[:, 1])
+    net.reset_state()
+    torch.testing.assert_close(net.step(x[:, 0]), first)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sequence_net_carries_state_across_windows(cell):
+    torch.manual_seed(6)
+    net = SequenceLSTM(hidden_size=8, num_layers=2, cell=cell, head_hidden=[4], head_activation="tanh").eval()
+    x = torch.randn(2, 40, 5)
+    with torch.no_grad():
+        whole, _ = net(x)
+        first, state = net(x[:, :25])
+        second, _ = net(x[:, 25:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-6, rtol=1e-5)
+
+
+def test_unknown_cell_and_activation_are_named():
+    with pytest.raises(ValueError, match="cell='rnn'"):
+        StatefulLSTM(cell="rnn")
+    with pytest.raises(ValueError, match="head_activation='swish'"):
+        SequenceLSTM(head_activation="swish")
