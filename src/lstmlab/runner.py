@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -143,7 +142,6 @@ def apply_extras(cfg: DictConfig) -> None:
 
         shown = {k: v for k, v in cfg.items() if k != "hydra"}
         Console(stderr=True).print(Syntax(OmegaConf.to_yaml(shown, resolve=False), "yaml", theme="ansi_dark"))
-    torch.set_float32_matmul_precision("high")
 
 
 def write_json(path: Path, content: dict) -> None:
