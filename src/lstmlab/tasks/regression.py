@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,13 @@ class SignalRegressionTask(pl.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         if self.hparams.scheduler is None:
             return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        make_scheduler = instantiate(self.hparams.scheduler)
+        if "total_steps" in inspect.signature(make_scheduler.func).parameters:
+            # schedules over the whole run (OneCycleLR) get its length and step with every batch
+            steps = int(self.trainer.estimated_stepping_batches)
+            scheduler = make_scheduler(optimizer=optimizer, total_steps=steps)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = make_scheduler(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
     # ---- steps ---------------------------------------------------------------------------------
