@@ -129,13 +129,12 @@ def test_multirun_makes_one_run_dir_per_job(tmp_path):
 
 
 def test_console_script_help_lists_the_groups(tmp_path):
-    import shutil
     import subprocess
+    import sys
 
-    exe = shutil.which("lstmlab-train")
-    if exe is None:
-        pytest.skip("lstmlab-train is not on PATH (package not installed in this environment)")
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    exe = Path(sys.executable).with_name("lstmlab-train")  # installed beside this interpreter
+    assert exe.is_file(), "the lstmlab-train console script is not installed"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     for group in ("data:", "model:", "trainer:", "experiment:", "callbacks:", "logger:", "debug:"):
         assert group in out
     assert "signal_l1" in out and "stateful" in out
