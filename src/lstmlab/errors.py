@@ -26,12 +26,20 @@ EXIT_BAD_INPUT = 2
 def reported_errors():
     """Turn an ``LstmlabError`` into ``error: <message>`` on stderr and exit status 2.
 
-    ``HYDRA_FULL_ERROR=1`` lets the exception through with its traceback, as Hydra does for its own errors.
+    ``HYDRA_FULL_ERROR=1`` lets the exception through with its traceback, as Hydra does for its own errors,
+    and so does a multirun job: its sweeper records the failure and goes on with the other jobs.
     """
     try:
         yield
     except LstmlabError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
