@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import TINY, run_cli
 
@@ -25,7 +26,20 @@ def _signal_file(path: Path, drop: str | None = None, nan: bool = False, steps: 
     return path
 
 
+def _foreign_checkpoint_in_run(path: Path) -> Path:
+    """A run dir whose config is fine but whose checkpoint is not one."""
+    (path.parent / "run0" / ".hydra").mkdir(parents=True)
+    (path.parent / "run0" / ".hydra" / "config.yaml").write_text(
+        "model:\n  _target_: lstmlab.tasks.regression.SignalRegressionTask\ndata:\n  _target_: lstmlab.data.signal_datamodule.SignalDataModule\n"
+    )
+    ckpt = path.parent / "run0" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, ckpt)
+    return ckpt
+
+
 FILES = {
+    "foreign_checkpoint": _foreign_checkpoint_in_run,
     "missing_dataset": lambda p: _signal_file(p, drop="targets"),
     "wrong_shape": lambda p: _signal_file(p, steps=19),
     "nan": lambda p: _signal_file(p, nan=True),
@@ -53,6 +67,14 @@ CASES = [
     ("hdf5_wrong_shape", "lstmlab.train", ["data.path={file}"], "wrong_shape", "dataset 'targets' has shape [6, 4, 19]"),
     ("hdf5_nan", "lstmlab.train", ["data.path={file}"], "nan", "dataset 'mixed_signal' holds 1 NaN/Inf values"),
     ("not_hdf5", "lstmlab.train", ["data.path={file}"], "not_hdf5", "not a readable HDF5 file"),
+    ("batch_size_zero", "lstmlab.train", ["data.batch_size=0"], None, "data.batch_size must be > 0"),
+    ("split_fractions_not_summing_to_one", "lstmlab.train", ["data.split_fractions=[0.5,0.6,0.1]"], None, "data.split_fractions=[0.5, 0.6, 0.1]"),
+    ("head_width_negative", "lstmlab.train", ["model.net.head_hidden=[16,-2]"], None, "model.net.head_hidden must be > 0"),
+    ("train_ckpt_missing", "lstmlab.train", ["ckpt_path=nowhere.ckpt"], None, "ckpt_path=nowhere.ckpt: checkpoint not found"),
+    ("resume_without_a_run", "lstmlab.train", ["resume=true"], None, "resume=true: no"),
+    ("eval_without_ckpt_path", "lstmlab.evaluate", [], None, "ckpt_path"),
+    ("eval_unknown_split", "lstmlab.evaluate", ["ckpt_path={file}", "split=train"], "not_hdf5", "split='train' must be 'test' or 'val'"),
+    ("foreign_checkpoint", "lstmlab.evaluate", ["ckpt_path={file}"], "foreign_checkpoint", "not a readable SignalRegressionTask checkpoint"),
     ("missing_checkpoint", "lstmlab.evaluate", ["ckpt_path=outputs/none/best.ckpt"], None, "ckpt_path=outputs/none/best.ckpt: checkpoint not found"),
     ("checkpoint_without_run_config", "lstmlab.evaluate", ["ckpt_path={file}"], "not_hdf5", "no run config beside it"),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lstmlab.errors import ConfigError
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.schemas import validate_config
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 def run_training(cfg: DictConfig) -> float | None:
     """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers)."""
     validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    resume_from = checkpoint_to_resume(cfg, output_dir)
+    check_output_dir(output_dir, resuming=resume_from is not None)
     apply_extras(cfg)
     started = time.perf_counter()
     if cfg.get("seed") is not None:
@@ -37,7 +43,12 @@ def run_training(cfg: DictConfig) -> float | None:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+        except SIGTERMException:
+            if in_multirun():
+                raise
+            stop_after_sigterm(output_dir)
     val_metrics = scalar_metrics(trainer.callback_metrics, "val/")
 
     test_metrics: dict[str, float] = {}
@@ -56,7 +67,7 @@ def run_training(cfg: DictConfig) -> float | None:
         "best_checkpoint": best_path or None,
     }
     if trainer.is_global_zero:
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
+        write_json(output_dir / "metrics.json", results)
         log_hparams(trainer, cfg, {**val_metrics, **test_metrics})
     log.info("results: %s", json.dumps({k: results[k] for k in ("test", "wall_time_s", "epochs")}))
     return optimized_value(cfg, {**val_metrics, **test_metrics})
@@ -64,6 +75,10 @@ def run_training(cfg: DictConfig) -> float | None:
 
 def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` on the data of the run that wrote it; write metrics.json into this run's dir."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError("ckpt_path is required: lstmlab-eval ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
     apply_extras(cfg)
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
@@ -79,11 +94,16 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         )
     saved = OmegaConf.load(saved_path)
     saved.paths = cfg.paths  # resolve the saved run's paths in this process
-    if cfg.split not in ("test", "val"):
-        raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
 
     datamodule = instantiate(saved.data, _convert_="all")
-    task = get_class(saved.model._target_).load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    task_class = get_class(saved.model._target_)
+    try:
+        task = task_class.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    except Exception as err:  # a foreign or damaged file: say which, not how unpickling failed
+        raise ConfigError(
+            f"ckpt_path={ckpt}: not a readable {task_class.__name__} checkpoint ({type(err).__name__}: {err}); "
+            "pass a checkpoint written by lstmlab-train for this run"
+        ) from None
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     run = trainer.test if cfg.split == "test" else trainer.validate
     run(task, datamodule=datamodule)
@@ -93,6 +113,40 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``resume=true`` or ``ckpt_path=last``: this run dir's last.ckpt; ``ckpt_path=<file>``: that file."""
+    ckpt = cfg.get("ckpt_path")
+    if cfg.get("resume") or ckpt == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(
+                f"resume=true: no {last} to resume from; pass hydra.run.dir=<the interrupted run's directory>"
+            )
+        return str(last)
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: checkpoint not found; pass a .ckpt file, 'last' or null")
+    return ckpt
+
+
+def check_output_dir(output_dir: Path, resuming: bool) -> None:
+    """Fail before any work when the run dir already holds another run's results (never overwrite them)."""
+    if not resuming and ((output_dir / "checkpoints").exists() or (output_dir / "metrics.json").exists()):
+        raise ConfigError(
+            f"hydra.run.dir={output_dir} already holds a run; pass resume=true to continue it, "
+            "or another hydra.run.dir (the default makes a new one per run)"
+        )
+
+
+def stop_after_sigterm(output_dir: Path) -> None:
+    """SIGTERM: last.ckpt is saved (SigtermCheckpoint); say how to resume and exit with 128 + SIGTERM."""
+    print(
+        f"stopped by SIGTERM, checkpoint saved; resume with: lstmlab-train <same overrides> "
+        f"hydra.run.dir={output_dir} resume=true",
+        file=sys.stderr,
+    )
+    raise SystemExit(143)
+
+
 def build_task(model_cfg: DictConfig) -> pl.LightningModule:
     """The task gets plain dicts for its net / optimizer configs, so it can save and rebuild them."""
     kwargs = OmegaConf.to_container(model_cfg, resolve=True)
