@@ -1,0 +1,1 @@
+"""Data: generators, HDF5 schemas with validation, datasets and datamodules."""
