@@ -1,0 +1,152 @@
+"""2. Framework overhead: one epoch of ``lstmlab-train``'s Trainer vs a hand-written PyTorch loop.
+
+The Lightning side is built as ``lstmlab-train`` builds it (``lstmlab.runner``'s helpers on the composed
+``signal_l50`` config: the real datamodule, task, callbacks, TensorBoard logger and trainer settings) with
+``trainer.max_epochs=1``; the timed part is ``trainer.fit``. The hand-written side does the same
+forward/backward/clip/Adam work on the same batches of a fresh datamodule, then a validation pass and the
+plateau scheduler step; it has no checkpoints, metrics objects, logging, figures or progress bar: that
+difference is the overhead measured. The figure is the hand loop's epoch time over the Trainer's (1.0 = no
+overhead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from itertools import count
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.harness import Context, Measurement, Row, interleaved, ratio, show, stats, timed, verdict
+from benchmarks.workloads import compose_train_config, data_overrides, detach
+
+KEY = "framework_overhead"
+TITLE = "Framework overhead"
+GOAL_RATIO = 0.9
+GOAL = f"Trainer >= {GOAL_RATIO}x hand loop"
+
+
+def run(ctx: Context) -> Measurement:
+    accelerator = "gpu" if ctx.device.type == "cuda" else "cpu"
+    overrides = ["experiment=signal_l50", *data_overrides(ctx), "trainer.max_epochs=1", f"trainer.accelerator={accelerator}"]
+    cfg = compose_train_config(ctx, overrides)
+    runs = count()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        samples = interleaved(
+            {
+                "lightning": lambda: lightning_epoch(ctx, overrides, next(runs)),
+                "hand_loop": lambda: hand_epoch(ctx, cfg),
+            },
+            ctx.reps(5, 2),
+        )
+    finally:
+        torch.use_deterministic_algorithms(deterministic)  # the Trainer's deterministic=true is process-wide
+    figures = {
+        "lightning_epoch_s": stats(samples["lightning"], "s"),
+        "hand_loop_epoch_s": stats(samples["hand_loop"], "s"),
+        "ratio_lightning_vs_hand_loop": stats(ratio(samples["hand_loop"], samples["lightning"]), "x"),
+    }
+    met = figures["ratio_lightning_vs_hand_loop"]["median"] >= GOAL_RATIO
+    batches = len(_datamodule(cfg).train_dataloader())
+    rows = [
+        Row(
+            f"2. one epoch, lstmlab-train's Trainer vs hand-written loop ({batches} train batches + validation)",
+            f"Trainer {show(figures['lightning_epoch_s'])}; hand loop {show(figures['hand_loop_epoch_s'])}; "
+            f"speed **{show(figures['ratio_lightning_vs_hand_loop'])}**",
+            GOAL,
+            verdict(met),
+        )
+    ]
+    return Measurement(
+        key=KEY, number=2, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
+        settings={"overrides": overrides, "train_batches": batches, "repeats": len(samples["lightning"])},
+    )
+
+
+def _datamodule(cfg):
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+@contextlib.contextmanager
+def quiet():
+    """No progress bar, info lines or warnings on the benchmark's own output."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def lightning_epoch(ctx: Context, overrides: list[str], index: int) -> float:
+    """``trainer.fit`` for one epoch, everything built as ``lstmlab.runner.run_training`` builds it."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from lstmlab.runner import build_task, instantiate_all
+
+    cfg = compose_train_config(ctx, overrides, run_dir=str(ctx.work_dir / f"fit-{index}"))
+    with quiet():
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data, _convert_="all")
+        task = build_task(cfg.model)
+        callbacks = instantiate_all(cfg.get("callbacks"))
+        loggers = instantiate_all(cfg.get("logger"))
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        return timed(lambda: trainer.fit(task, datamodule=datamodule), ctx)
+
+
+def hand_epoch(ctx: Context, cfg) -> float:
+    """The same data, net, optimizer, clipping and scheduler in a plain loop: train epoch, then validation."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(cfg.seed)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    net = instantiate(cfg.model.net).to(ctx.device)
+    optimizer = instantiate(cfg.model.optimizer)(params=net.parameters())
+    scheduler = instantiate(cfg.model.scheduler)(optimizer=optimizer) if cfg.model.get("scheduler") else None
+    clip = cfg.trainer.get("gradient_clip_val")
+    device = ctx.device
+
+    def epoch() -> None:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        net.train()
+        state = None
+        for batch in datamodule.train_dataloader():
+            x, y = batch["x"].to(device), batch["y"].to(device)
+            pred, new_state = net(x, None if batch["first"] else state)
+            loss = F.mse_loss(pred.squeeze(-1), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            optimizer.step()
+            state = detach(new_state)
+        net.eval()
+        total, n = torch.zeros((), device=device), 0
+        with torch.no_grad():
+            for batch in datamodule.val_dataloader():
+                pred, _ = net(batch["x"].to(device))
+                total += F.mse_loss(pred.squeeze(-1), batch["y"].to(device), reduction="sum")
+                n += batch["y"].numel()
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(float(total) / n)
+        elif scheduler is not None:
+            scheduler.step()
+
+    return timed(epoch, ctx)

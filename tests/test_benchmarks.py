@@ -1,0 +1,55 @@
+"""The benchmark harness runs end to end at a tiny size, so it cannot rot. No speed is asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURED = {
+    "training_throughput": {"stateful_steps_per_s", "sequence_steps_per_s", "plain_loop_steps_per_s", "ratio_l1_vs_l50"},
+    "framework_overhead": {"lightning_epoch_s", "hand_loop_epoch_s", "ratio_lightning_vs_hand_loop"},
+    "streaming_inference": {"latency_p50_ms", "latency_p99_ms", "throughput_1_streams_steps_per_s",
+                            "throughput_64_streams_steps_per_s", "throughput_1024_streams_steps_per_s",
+                            "speedup_chunked_vs_step"},
+    "startup_time": {"help_s", "cfg_job_s", "import_hydra_s"},
+    "data_path": {"hdf5_load_ms", "loader_ms_per_batch", "step_ms_per_batch", "loader_pct_of_step"},
+}
+NOT_BUILT = {"classifier_inference", "sweep_efficiency"}
+
+
+def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--scale", "0.02", "--repeats", "2",
+         "--out", str(tmp_path / "results"), "--data-dir", str(tmp_path / "data")],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    [result] = (tmp_path / "results").glob("*.json")
+    report = json.loads(result.read_text())
+    machine = report["machine"]
+    for key in ("cpu", "cores", "torch", "device"):
+        assert machine[key], key
+    assert machine["device"] in ("cpu", "cuda")
+
+    measurements = report["measurements"]
+    assert set(measurements) == set(MEASURED) | NOT_BUILT
+    for key, names in MEASURED.items():
+        m = measurements[key]
+        assert m["status"] == "measured" and m["goal"] and isinstance(m["met"], bool), key
+        assert names <= set(m["figures"]), (key, sorted(m["figures"]))
+        for name, figure in m["figures"].items():
+            assert figure["min"] <= figure["median"] <= figure["max"], (key, name)
+            assert figure["n"] >= 1 and figure["unit"], (key, name)
+    for key in NOT_BUILT:
+        assert measurements[key]["status"] == "n/a (not built yet)"
+
+    assert (tmp_path / "results" / report["plot"]).stat().st_size > 0
+    table = proc.stdout
+    assert table.startswith("| measurement |") and "n/a (not built yet)" in table
+    assert table.count("\n|") >= 1 + len(MEASURED) + len(NOT_BUILT)
