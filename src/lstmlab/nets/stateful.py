@@ -11,6 +11,11 @@ gradients are computed in two vectorised passes instead:
 2. one batched recurrent call with grad runs all windows side by side, each from its detached start state.
 
 The values are those of the step-by-step loop and so are the gradients (``tests/test_nets.py`` checks both).
+
+For LSTM layers with ``tbptt_steps=1`` (the L=1 default) every window is a single step, so pass 2 is written
+out as one cell step over all time steps at once (two matrix products and the gate arithmetic), its gates
+shared with the cell-state recurrence of pass 1: an ``nn.LSTM`` call on windows of length 1 costs more than
+the step itself (``benchmarks/PERFORMANCE.md``).
 """
 
 from __future__ import annotations
@@ -94,11 +99,32 @@ class StatefulLSTM(nn.Module):
 
     def _forward_truncated(self, x: Tensor, state: State | None):
         masks = self._dropout_masks(x) if self.training and self.dropout > 0 else None
+        if self.tbptt_steps == 1 and self.cell == "lstm":
+            return self._forward_single_steps(x, state, masks)
         with torch.no_grad():
             window_starts, final_state = self._window_start_states(x, state, masks)
         inp = x
         for i, layer in enumerate(self.layers):
             out = self._run_windows(layer, inp, window_starts[i])
+            inp = self._between_layers(out, i, masks)
+        return self.head(inp), final_state
+
+    def _forward_single_steps(self, x: Tensor, state: State | None, masks: list[Tensor] | None):
+        """``tbptt_steps=1`` for LSTM layers: per layer, a no-grad pass for the hidden states entering every
+        step, then one cell step with grad at every time step from those (detached) states."""
+        batch = x.shape[0]
+        inp, final_state = x, []
+        for i, layer in enumerate(self.layers):
+            layer_state = None if state is None else state[i]
+            with torch.no_grad():
+                out, last = layer(inp, layer_state)
+            final_state.append(last)
+            if layer_state is None:
+                h0 = c0 = out.new_zeros(batch, self.hidden_size)
+            else:
+                h0, c0 = layer_state[0][0], layer_state[1][0]
+            h_before = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)  # h entering step t
+            out = _lstm_single_steps(layer, inp, h_before, c0)
             inp = self._between_layers(out, i, masks)
         return self.head(inp), final_state
 
@@ -172,3 +198,27 @@ def _cells_before_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tenso
     for t in range(cells.shape[0] - 1):
         torch.addcmul(written[t], forget[t], cells[t], out=cells[t + 1])
     return cells.transpose(0, 1)
+
+
+def _lstm_single_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tensor) -> Tensor:
+    """The LSTM cell applied at every step (with grad) to the detached state entering that step.
+
+    ``h_before`` [batch, time, hidden] holds the hidden states entering the steps; the cell states entering
+    them follow, without grad, from the same gates by ``c_t = f_t * c_{t-1} + i_t * g_t`` from ``c0``.
+    """
+    batch, steps, hidden = h_before.shape
+    gates = torch.addmm(
+        F.linear(inp.reshape(batch * steps, -1), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0),
+        h_before.reshape(batch * steps, hidden),
+        layer.weight_hh_l0.t(),
+    ).view(batch, steps, 4 * hidden)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    written = i * g
+    with torch.no_grad():
+        forget, new = f.transpose(0, 1), written.transpose(0, 1)  # time-major: cheap per-step slices
+        cells = new.new_empty(steps, batch, hidden)
+        cells[0] = c0
+        for t in range(steps - 1):
+            torch.addcmul(new[t], forget[t], cells[t], out=cells[t + 1])
+    return o * torch.tanh(torch.addcmul(written, f, cells.transpose(0, 1)))
