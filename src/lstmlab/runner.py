@@ -15,7 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -39,6 +39,10 @@ def run_training(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     task = build_task(cfg.model)
     callbacks = instantiate_all(cfg.get("callbacks"))
+    if cfg.get("optuna"):  # a trial of the lstmlab_optuna sweeper: report each epoch, stop when pruned
+        from lstmlab.callbacks.pruning import OptunaPruning
+
+        callbacks.append(OptunaPruning(**cfg.optuna, monitor=cfg.optimized_metric))
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -165,13 +169,16 @@ def scalar_metrics(metrics: dict, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
 
 
-def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
+    """The value of ``optimized_metric``, or the values of a list of them (multi-objective sweeps)."""
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
-    return metrics[name]
+    names = list(name) if isinstance(name, ListConfig) else [name]
+    for each in names:
+        if each not in metrics:
+            raise ConfigError(f"optimized_metric={each!r} was not logged; logged metrics: {sorted(metrics)}")
+    return [metrics[each] for each in names] if isinstance(name, ListConfig) else metrics[name]
 
 
 def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:

@@ -1,0 +1,81 @@
+"""Report a trial's validation metric to its Optuna study every epoch and stop the run when the pruner says so.
+
+The runner adds this callback when the job is a trial of the ``lstmlab_optuna`` sweeper, which sets
+``optuna: {storage, study_name, trial_id, number, pruner, pruner_args}`` in the job's config. A pruned run
+stops cleanly after the epoch (like early stopping: checkpoints, test and metrics.json as usual); the callback
+marks the trial with the user attribute ``pruned_at_epoch`` and the sweeper records it as PRUNED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+_studies: dict[tuple[str, str, str], optuna.Study] = {}
+
+
+def _study(storage: str, study_name: str, pruner: str, pruner_args: dict[str, Any]) -> optuna.Study:
+    """One loaded study per (storage, study, pruner) in this process: jobs of one sweep share it."""
+    from hydra_plugins.lstmlab_optuna_sweeper._study import make_pruner
+
+    key = (storage, study_name, f"{pruner}{sorted(pruner_args.items())}")
+    if key not in _studies:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _studies[key] = optuna.load_study(
+            study_name=study_name, storage=storage, pruner=make_pruner(pruner, pruner_args),
+            sampler=optuna.samplers.RandomSampler(),  # never samples here; RandomSampler is the cheapest to build
+        )
+    return _studies[key]
+
+
+class OptunaPruning(pl.Callback):
+    """Reports ``monitor`` after each validation epoch (step = epochs completed) and asks the pruner."""
+
+    def __init__(
+        self, storage: str, study_name: str, trial_id: int, monitor: str, number: int | None = None,
+        pruner: str = "none", pruner_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.storage, self.study_name, self.trial_id, self.number = storage, study_name, trial_id, number
+        self.monitor = monitor
+        self.pruner, self.pruner_args = pruner, dict(pruner_args or {})
+        self.pruned_at_epoch: int | None = None
+        self._trial: optuna.trial.Trial | None = None
+
+    @property
+    def trial(self) -> optuna.trial.Trial:
+        if self._trial is None:
+            study = _study(self.storage, self.study_name, self.pruner, self.pruner_args)
+            self._trial = optuna.trial.Trial(study, self.trial_id)
+        return self._trial
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not isinstance(self.monitor, str):  # several objectives: nothing to prune
+            return
+        prune = False
+        if trainer.is_global_zero:
+            prune = self._report(trainer)
+        prune = trainer.strategy.broadcast(prune)
+        if prune:
+            trainer.should_stop = True
+
+    def _report(self, trainer: pl.Trainer) -> bool:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            warnings.warn(f"optimized_metric={self.monitor!r} was not logged this epoch; nothing to report to Optuna")
+            return False
+        epoch = trainer.current_epoch + 1
+        value = float(value)
+        self.trial.report(value if math.isfinite(value) else float("nan"), step=epoch)
+        if not self.trial.should_prune():
+            return False
+        self.pruned_at_epoch = epoch
+        self.trial.set_user_attr("pruned_at_epoch", epoch)
+        log.info("trial %s pruned after epoch %d (%s=%.6g)", self.number, epoch, self.monitor, value)
+        return True
