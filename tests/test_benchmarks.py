@@ -26,7 +26,7 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--scale", "0.02", "--repeats", "2",
          "--out", str(tmp_path / "results"), "--data-dir", str(tmp_path / "data")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
