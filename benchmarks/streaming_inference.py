@@ -1,7 +1,8 @@
 """3. Streaming inference of the ``signal_l1`` net: ``StatefulLSTM.step()`` latency and throughput.
 
 * latency of one ``step()`` call for one stream, each call timed on its own: p50 and p99 per block of calls;
-  the figures are the median (min, max) of the blocks' percentiles;
+  the figures are the median (min, max) of the blocks' percentiles; with torch's default threads (the goal)
+  and, interleaved, with one thread (what a latency-bound streaming service would set);
 * throughput in stream-steps/s for 1, 64 and 1,024 concurrent streams (one ``step()`` advances every stream);
 * a whole 10,000-step sample (1 kHz for 10 s, the ``signals_10k`` rate) in one chunked forward vs
   10,000 ``step()`` calls.
@@ -50,13 +51,15 @@ def run(ctx: Context) -> Measurement:
     net.reset_state()
     for _ in range(50):
         net.step(x1)
-    p50, p99 = [], []
-    for _ in range(repeats):
-        lat = step_latencies(net, x1, calls, ctx)
-        p50.append(percentile(lat, 50))
-        p99.append(percentile(lat, 99))
-    figures["latency_p50_ms"] = stats(p50, "ms")
-    figures["latency_p99_ms"] = stats(p99, "ms")
+    threads = torch.get_num_threads()
+    blocks = interleaved(
+        {"default": lambda: step_latencies(net, x1, calls, ctx), "one_thread": lambda: one_thread(net, x1, calls, ctx)},
+        repeats,
+        warmup=False,
+    )
+    for name, suffix in (("default", ""), ("one_thread", "_1_thread")):
+        figures[f"latency_p50_ms{suffix}"] = stats([percentile(b, 50) for b in blocks[name]], "ms")
+        figures[f"latency_p99_ms{suffix}"] = stats([percentile(b, 99) for b in blocks[name]], "ms")
     met = figures["latency_p99_ms"]["median"] < GOAL_MS
 
     # throughput, concurrent streams
@@ -98,10 +101,14 @@ def run(ctx: Context) -> Measurement:
     size = f"hidden {kwargs['hidden_size']} x {kwargs['num_layers']} layer"
     rows = [
         Row(
-            f"3. step() latency, 1 stream (signal_l1 net, {size}; {calls} calls per block)",
+            f"3. step() latency, 1 stream (signal_l1 net, {size}; {calls} calls per block, {threads} torch threads)",
             f"p50 {show(figures['latency_p50_ms'])}; p99 **{show(figures['latency_p99_ms'])}**",
             GOAL,
             verdict(met),
+        ),
+        Row(
+            "3. step() latency, 1 stream, torch.set_num_threads(1)",
+            f"p50 {show(figures['latency_p50_ms_1_thread'])}; p99 {show(figures['latency_p99_ms_1_thread'])}",
         ),
         Row(
             "3. step() throughput, concurrent streams",
@@ -115,8 +122,19 @@ def run(ctx: Context) -> Measurement:
     ]
     return Measurement(
         key=KEY, number=3, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
-        settings={"net": kwargs, "calls_per_block": calls, "repeats": repeats, "sample_steps": length},
+        settings={"net": kwargs, "calls_per_block": calls, "repeats": repeats, "sample_steps": length,
+                  "torch_threads": threads},
     )
+
+
+def one_thread(net, x, calls: int, ctx: Context) -> list[float]:
+    """``step_latencies`` with one intra-op thread (a streaming service's setting), then the threads restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return step_latencies(net, x, calls, ctx)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def step_latencies(net, x, calls: int, ctx: Context) -> list[float]:
