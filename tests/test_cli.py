@@ -138,3 +138,21 @@ def test_console_script_help_lists_the_groups(tmp_path):
     for group in ("data:", "model:", "trainer:", "experiment:", "callbacks:", "logger:", "debug:"):
         assert group in out
     assert "signal_l1" in out and "stateful" in out
+
+
+def test_fast_help_prints_exactly_hydras_own_help(tmp_path):
+    """The help path shares one config repository between group listings; the text must not change."""
+    import subprocess
+    import sys
+
+    def help_text(flag: str, fast: bool) -> str:
+        disable = "" if fast else "import lstmlab.help_listing as h; h.list_groups_once = lambda *a, **k: None; "
+        code = f"import sys, runpy; sys.argv = ['lstmlab-train', '{flag}']; {disable}" \
+               "runpy.run_module('lstmlab.train', run_name='__main__')"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                              check=True).stdout
+
+    for flag in ("--help", "--hydra-help"):
+        fast = help_text(flag, fast=True)
+        assert "== Configuration groups ==" in fast or "Hydra (" in fast
+        assert fast == help_text(flag, fast=False), flag

@@ -6,9 +6,11 @@ import hydra
 from omegaconf import DictConfig
 
 from lstmlab.errors import reported_errors
+from lstmlab.help_listing import list_groups_once
 from lstmlab.schemas import register_schemas
 
 register_schemas()
+list_groups_once()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="eval")
