@@ -163,9 +163,92 @@ class SignalDataSchema:
             yield "num_workers", f"must be >= 0, got {self.num_workers}"
 
 
+@dataclass
+class PriceSequenceTaskSchema(SequenceTaskSchema):
+    _target_: str = "lstmlab.tasks.price_forecast.PriceForecastTask"
+
+
+@dataclass
+class PriceGeneratorSchema:
+    n_steps: int = 20000
+    start_price: float = 100.0
+    regime_mean_length: float = 400.0
+    drift_range: list[float] = field(default_factory=lambda: [-0.0008, 0.0008])
+    volatility_range: list[float] = field(default_factory=lambda: [0.004, 0.012])
+    cycle_periods: list[float] = field(default_factory=lambda: [40.0, 110.0])
+    cycle_amplitude: float = 0.03
+    base_volume: float = 1e6
+    seed: int = 7
+
+    def problems(self) -> Iterator[Problem]:
+        if self.n_steps < 2:
+            yield "n_steps", f"must be >= 2, got {self.n_steps}"
+        yield from _positive("start_price", self.start_price)
+        yield from _positive("regime_mean_length", self.regime_mean_length)
+        for name in ("drift_range", "volatility_range"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or low_high[0] > low_high[1]:
+                yield name, f"must be [low, high] with low <= high, got {low_high}"
+        if self.volatility_range and min(self.volatility_range) < 0:
+            yield "volatility_range", f"must be >= 0, got {self.volatility_range}"
+        for period in self.cycle_periods:
+            yield from _positive("cycle_periods", period)
+
+
+@dataclass
+class PriceColumnsSchema:
+    date: str = "Date"
+    open: str = "Open"
+    high: str = "High"
+    low: str = "Low"
+    close: str = "Close"
+    volume: str = "Volume"
+
+
+@dataclass
+class PriceFeaturesSchema:
+    buffer_size: int = 64
+    step_size: int = 5
+    ma_window: int = 10
+    extras: list[str] = field(default_factory=lambda: ["returns", "volume"])
+    price_scale: str = "last_close"
+
+    def problems(self) -> Iterator[Problem]:
+        from lstmlab.data.price_features import feature_problems  # numpy only: fine on the --help path
+
+        yield from feature_problems(dataclasses.asdict(self))
+
+
+@dataclass
+class PriceDataSchema:
+    _target_: str = "lstmlab.data.price_datamodule.PriceDataModule"
+    path: Optional[str] = None
+    data_dir: str = "data"
+    generator: PriceGeneratorSchema = field(default_factory=PriceGeneratorSchema)
+    columns: PriceColumnsSchema = field(default_factory=PriceColumnsSchema)
+    features: PriceFeaturesSchema = field(default_factory=PriceFeaturesSchema)
+    seq_len: int = 16
+    horizon: int = 5
+    target: str = "close"
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = None
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    num_workers: int = 0
+    pin_memory: bool = False
+
+    def problems(self) -> Iterator[Problem]:
+        for name in ("seq_len", "horizon", "batch_size", "eval_batch_size"):
+            yield from _positive(name, getattr(self, name))
+        # case-insensitive: data.target=Close works
+        yield from _one_of("target", str(self.target).lower(), ("close", "return", "direction"))
+        if self.num_workers < 0:
+            yield "num_workers", f"must be >= 0, got {self.num_workers}"
+
+
 SCHEMAS = {
-    "schema/model": {"stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema},
-    "schema/data": {"signals": SignalDataSchema},
+    "schema/model": {"stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema,
+                     "price_sequence": PriceSequenceTaskSchema},
+    "schema/data": {"signals": SignalDataSchema, "prices": PriceDataSchema},
 }
 
 

@@ -1,0 +1,47 @@
+"""TensorBoard figure of the test period: the actual target, the model's forecast and both baselines."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+LABELS = {"actual": "actual", "model": "model", "persistence": "persistence (last value)",
+          "moving_average": "moving average"}
+COLORS = {"actual": "black", "model": "tab:orange", "persistence": "tab:blue", "moving_average": "tab:green"}
+
+
+class PriceForecastFigure(pl.Callback):
+    """After testing: the last ``max_points`` test examples, every forecaster against the actual value."""
+
+    def __init__(self, max_points: int = 300, tag: str = "test/forecast") -> None:
+        self.max_points = max_points
+        self.tag = tag
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
+        if not writers or not trainer.is_global_zero:
+            return
+        series = pl_module.forecast_split(trainer.datamodule.splits["test"])
+        series = {k: v[-self.max_points :].numpy() for k, v in series.items()}
+        pipeline = pl_module.pipeline
+        figure = draw_forecast(series, f"{pipeline.target} {pipeline.horizon} ticks ahead")
+        for writer in writers:
+            writer.add_figure(self.tag, figure, global_step=trainer.global_step)
+
+
+def draw_forecast(series: dict, ylabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    target_tick = series["tick"]
+    for name in ("actual", "persistence", "moving_average", "model"):
+        ax.plot(target_tick, series[name], label=LABELS[name], color=COLORS[name],
+                linewidth=1.4 if name in ("actual", "model") else 0.9)
+    ax.set_xlabel("tick (end of the last window)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("test period: forecasts vs actual")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,180 @@
+"""Batches of the price-forecast task: sequences of window features, a target ``horizon`` ticks ahead.
+
+The series (a CSV of yours, or the generated one cached as HDF5) is cut into windows by ``series_features``;
+an example is ``seq_len`` consecutive windows, its target the close ``horizon`` ticks after the last window's
+end. Examples are split in time order (train, then val, then test), and the normalisation is fitted on the
+training windows only. Every example also carries what the baselines forecast for it, so the model and the
+baselines are scored on the same test windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from lstmlab.data.price_features import (
+    FeatureSettings,
+    PricePipeline,
+    check_target,
+    fit_normalisation,
+    sequence_windows,
+    series_features,
+)
+from lstmlab.data.prices import DEFAULT_COLUMNS, PriceSeries, ensure_prices, load_prices, load_prices_h5
+from lstmlab.data.signal_datamodule import split_samples
+from lstmlab.errors import DataFileError
+
+SPLITS = ("train", "val", "test")
+
+
+class PriceExamples(Dataset):
+    """Examples of one split as a dict of tensors with a leading example dimension; indexed by a whole batch
+    of indices at once (``BatchSampler``), so a batch is one gather per tensor, not a collate of dicts."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.tensors = dict(tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors["x"])
+
+    def __getitem__(self, indices: list[int]) -> dict:
+        return {k: v[indices] for k, v in self.tensors.items()}
+
+
+class PriceDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        path: str | None = None,
+        data_dir: str = "data",
+        generator: dict | None = None,
+        columns: dict | None = None,
+        features: dict | None = None,
+        seq_len: int = 16,
+        horizon: int = 5,
+        target: str = "close",
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.settings = FeatureSettings(**(features or {}))
+        self.target = check_target(target)
+        self.columns = {**DEFAULT_COLUMNS, **(columns or {})}
+        self.series: PriceSeries | None = None
+        self.pipeline: PricePipeline | None = None
+        self.splits: dict[str, PriceExamples] = {}
+
+    @property
+    def file_path(self) -> str:
+        if self.hparams.path is not None:
+            return str(self.hparams.path)
+        return str(ensure_prices(self.hparams.data_dir, dict(self.hparams.generator or {})))
+
+    def prepare_data(self) -> None:
+        self.file_path  # generates and caches the file once, before any process reads it
+
+    def load_series(self) -> PriceSeries:
+        if self.hparams.path is None:
+            return load_prices_h5(self.file_path)
+        return load_prices(self.file_path, self.columns, need_volume=self.settings.uses_volume)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pipeline is not None:
+            return
+        self.series = series = self.load_series()
+        close = series.close
+        if (close <= 0).any():
+            line = int(np.argmax(close <= 0))
+            raise DataFileError(f"{self.file_path}: close of tick {line} ({series.dates[line]}) is {close[line]}; "
+                                "prices must be > 0")
+        features, ends = series_features(close, series.volume, self.settings)
+        h, seq_len = self.hparams.horizon, self.hparams.seq_len
+        last = sequence_windows(len(ends), seq_len, ends + h < len(close))
+        if len(last) < 3:
+            raise DataFileError(
+                f"{self.file_path}: {len(close)} ticks give {len(last)} examples of {seq_len} windows of "
+                f"{self.settings.buffer_size} ticks (step {self.settings.step_size}) with a target {h} ticks ahead; "
+                "need at least 3 (train, val, test): use a longer series or smaller data.seq_len / buffer_size"
+            )
+        cut = split_in_time(len(last), self.hparams.split_fractions)
+        train_windows = features[: last[cut[0] - 1] + 1]
+        mean, std = fit_normalisation(train_windows)
+        log_return = np.log(close[ends[last] + h] / close[ends[last]])
+        target_mean, target_std = (0.0, 1.0) if self.target == "direction" else fit_normalisation(log_return[: cut[0], None])
+        self.pipeline = PricePipeline(
+            features=self.settings, seq_len=seq_len, horizon=h, target=self.target, feature_mean=mean,
+            feature_std=std, target_mean=float(np.squeeze(target_mean)), target_std=float(np.squeeze(target_std)),
+            columns={k: v for k, v in self.columns.items() if k in ("date", "close", "volume")},
+        )
+        examples = self.examples(self.pipeline.normalise(features), ends, last, log_return)
+        bounds = [0, *cut, len(last)]
+        for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:]):
+            self.splits[name] = PriceExamples({k: v[start:stop] for k, v in examples.items()})
+
+    def examples(self, normalised: np.ndarray, ends: np.ndarray, last: np.ndarray, log_return: np.ndarray) -> dict:
+        """Inputs, targets and the baselines' forecasts of every example (``last``: its last window)."""
+        close, h, w = self.series.close, self.hparams.horizon, self.settings.ma_window
+        tick = ends[last]
+        c = close[tick]
+        future = close[tick + h]
+        moving_average = np.array([close[t - w + 1 : t + 1].mean() for t in tick])
+        last_move = c / close[np.maximum(tick - h, 0)] - 1.0
+        if self.target == "close":
+            actual, persistence, average = future, c, moving_average
+        elif self.target == "return":
+            actual, persistence, average = future / c - 1.0, last_move, moving_average / c - 1.0
+        else:
+            actual, persistence, average = (future > c) * 1.0, (last_move > 0) * 1.0, (moving_average > c) * 1.0
+        if self.target == "direction":
+            y = (future > c) * 1.0
+        else:
+            y = (log_return - self.pipeline.target_mean) / self.pipeline.target_std
+        sequence = last[:, None] + np.arange(-self.hparams.seq_len + 1, 1)
+        as_float = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        return {
+            "x": torch.from_numpy(normalised[sequence]),
+            "y": as_float(y),
+            "last_close": torch.as_tensor(c),  # float64: closes keep their digits through the output transform
+            "actual": torch.as_tensor(np.asarray(actual, dtype=np.float64)),
+            "persistence": torch.as_tensor(np.asarray(persistence, dtype=np.float64)),
+            "moving_average": torch.as_tensor(np.asarray(average, dtype=np.float64)),
+            "actual_up": torch.as_tensor(future > c),
+            "persistence_up": torch.as_tensor(last_move > 0),
+            "moving_average_up": torch.as_tensor(moving_average > c),
+            "tick": torch.as_tensor(tick),
+        }
+
+    @property
+    def num_features(self) -> int:
+        return len(self.settings.names)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory, persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+
+
+def split_in_time(n: int, fractions: Sequence[float]) -> tuple[int, int]:
+    """Where train ends and test begins among ``n`` examples in time order (the sizes of ``split_samples``)."""
+    sizes = {name: len(part) for name, part in split_samples(n, fractions, seed=0).items()}
+    return sizes["train"], sizes["train"] + sizes["val"]

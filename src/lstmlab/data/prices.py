@@ -1,0 +1,226 @@
+"""Price history: the seeded synthetic generator, its HDF5 cache, and the OHLCV CSV loader.
+
+HDF5 schema of a generated file (one series of T ticks):
+    date    bytes [T]    ISO dates (one tick per calendar day)
+    open, high, low, close, volume   float64 [T]
+    attrs: seed and generator (JSON), schema_version
+
+CSV files: a header row naming the columns (``data.columns`` maps the roles date/open/high/low/close/volume to
+header names; only date and close are required, volume when a feature uses it), one row per tick, dates
+strictly increasing (ISO dates or datetimes, or plain numbers such as epoch seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstmlab.data.hdf5 import atomic_h5, open_h5, params_hash, read_array
+from lstmlab.errors import DataFileError
+
+SCHEMA_VERSION = 1
+FIELDS = ("open", "high", "low", "close", "volume")
+DEFAULT_COLUMNS = {"date": "Date", "open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
+
+
+@dataclass(frozen=True)
+class PriceSeries:
+    dates: np.ndarray  # str [T]
+    close: np.ndarray  # float64 [T]
+    volume: np.ndarray | None  # float64 [T], None when the file has no volume column
+    open: np.ndarray | None = None
+    high: np.ndarray | None = None
+    low: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
+def generate_prices(
+    n_steps: int = 20_000,
+    start_price: float = 100.0,
+    regime_mean_length: float = 400.0,
+    drift_range: tuple[float, float] = (-0.0008, 0.0008),
+    volatility_range: tuple[float, float] = (0.004, 0.012),
+    cycle_periods: tuple[float, ...] = (40.0, 110.0),
+    cycle_amplitude: float = 0.03,
+    base_volume: float = 1e6,
+    seed: int = 7,
+) -> PriceSeries:
+    """A geometric random walk whose drift and volatility switch at random regime changes, plus cycles.
+
+    log close = cumulative sum of (drift + volatility * N(0, 1)) of the current regime + the sum of
+    ``cycle_amplitude * sin(2 pi t / period + phase)``; regimes last an exponential number of ticks of mean
+    ``regime_mean_length``. Open is the last close with a small gap, high/low bracket open and close, and
+    volume is log-normal and grows with the size of the move.
+    """
+    rng = np.random.default_rng(seed)
+    drift = np.empty(n_steps)
+    vol = np.empty(n_steps)
+    t = 0
+    while t < n_steps:
+        length = max(1, int(rng.exponential(regime_mean_length)))
+        drift[t : t + length] = rng.uniform(*drift_range)
+        vol[t : t + length] = rng.uniform(*volatility_range)
+        t += length
+    steps = np.arange(n_steps)
+    cycles = np.zeros(n_steps)
+    for period in cycle_periods:
+        cycles += cycle_amplitude * np.sin(2.0 * np.pi * steps / period + rng.uniform(0.0, 2.0 * np.pi))
+    log_close = np.cumsum(drift + vol * rng.standard_normal(n_steps)) + cycles - cycles[0]
+    close = start_price * np.exp(log_close)
+    previous = np.concatenate([[start_price], close[:-1]])
+    open_ = previous * np.exp(0.2 * vol * rng.standard_normal(n_steps))
+    spread = np.abs(rng.standard_normal((2, n_steps))) * vol * 0.5
+    high = np.maximum(open_, close) * np.exp(spread[0])
+    low = np.minimum(open_, close) * np.exp(-spread[1])
+    move = np.abs(np.log(close / previous)) / vol
+    volume = np.round(base_volume * np.exp(0.3 * rng.standard_normal(n_steps) + 0.3 * move))
+    dates = (np.datetime64("2000-01-01") + steps).astype(str)
+    return PriceSeries(dates=dates, close=close, volume=volume, open=open_, high=high, low=low)
+
+
+# ---- HDF5 cache of generated series ----------------------------------------------------------------
+def cached_prices_path(data_dir: str | os.PathLike, params: Mapping) -> Path:
+    return Path(data_dir) / f"prices-{params_hash({'schema': SCHEMA_VERSION, **params})}.h5"
+
+
+def ensure_prices(data_dir: str | os.PathLike, params: Mapping) -> Path:
+    """Generate the price file for ``params`` unless a valid one is already cached; return its path."""
+    path = cached_prices_path(data_dir, params)
+    if path.exists():
+        try:
+            load_prices_h5(path)
+            return path
+        except DataFileError:
+            pass  # unreadable leftover: regenerate it in place, atomically
+    write_prices_h5(path, generate_prices(**params), params)
+    return path
+
+
+def write_prices_h5(path: str | os.PathLike, series: PriceSeries, params: Mapping | None = None) -> None:
+    with atomic_h5(path) as f:
+        f.create_dataset("date", data=np.asarray(series.dates).astype("S"))
+        for name in FIELDS:
+            value = getattr(series, name)
+            if value is not None:
+                f.create_dataset(name, data=np.asarray(value, dtype=np.float64))
+        if params is not None:
+            f.attrs["seed"] = params.get("seed", -1)
+            f.attrs["generator"] = json.dumps(dict(params), sort_keys=True)
+        f.attrs["schema_version"] = SCHEMA_VERSION
+
+
+def load_prices_h5(path: str | os.PathLike, key: str = "data.path") -> PriceSeries:
+    with open_h5(path, key) as f:
+        close = read_array(f, "close", 1, shape_doc="float [T]")
+        columns = {name: read_array(f, name, 1, shape_doc="float [T]") for name in FIELDS if name in f and name != "close"}
+        dates = f["date"][()].astype(str) if "date" in f else np.arange(len(close)).astype(str)
+    for name, value in columns.items():
+        if value.shape != close.shape:
+            raise DataFileError(f"{path}: dataset '{name}' has shape {list(value.shape)}; expected [{len(close)}] like 'close'")
+    return PriceSeries(dates=dates, close=close.astype(np.float64), **{k: v.astype(np.float64) for k, v in columns.items()})
+
+
+# ---- CSV -------------------------------------------------------------------------------------------
+def date_key(text: str) -> float:
+    """A sortable number for a date cell: an ISO date/datetime, or a plain number (epoch seconds, an index)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"date {text!r} is neither an ISO date (2024-01-31, 2024-01-31T15:30) nor a number") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+def parse_price(text: str, column: str) -> float:
+    """A finite float from a CSV cell; ``ValueError`` naming the column otherwise."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {column!r} holds {text!r}, not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"column {column!r} holds {text!r}, not a finite number")
+    return value
+
+
+def header_positions(header: list[str], columns: Mapping[str, str], required: tuple[str, ...], where: str) -> dict[str, int]:
+    """The position of every configured column in ``header``; a clear error for a missing required one."""
+    names = [h.strip() for h in header]
+    positions = {role: names.index(columns[role]) for role in columns if columns.get(role) in names}
+    missing = [role for role in required if role not in positions]
+    if missing:
+        wanted = ", ".join(f"{role}={columns.get(role)!r}" for role in missing)
+        raise DataFileError(
+            f"{where}: missing column(s) {wanted}; the header has {names}. Rename the columns or map them with "
+            f"data.columns.<role>=<header name> (roles: {', '.join(DEFAULT_COLUMNS)})"
+        )
+    return positions
+
+
+def load_price_csv(path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True,
+                   key: str = "data.path") -> PriceSeries:
+    """Read an OHLCV CSV (see the module docstring); every bad cell or unsorted date is an error naming its line."""
+    path = Path(path)
+    columns = {**DEFAULT_COLUMNS, **(columns or {})}
+    if not path.is_file():
+        raise DataFileError(f"{key}={path}: file not found; pass an existing CSV file or {key}=null to generate prices")
+    required = ("date", "close", "volume") if need_volume else ("date", "close")
+    with path.open(newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            raise DataFileError(f"{key}={path}: the file is empty; expected a header row and one row per tick")
+        positions = header_positions(header, columns, required, f"{key}={path}")
+        values: dict[str, list[float]] = {role: [] for role in positions if role != "date"}
+        dates: list[str] = []
+        last_key = -math.inf
+        for line, row in enumerate(rows, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            try:
+                if len(row) <= max(positions.values()):
+                    raise ValueError(f"has {len(row)} fields, the header {len(header)}")
+                stamp = row[positions["date"]].strip()
+                order = date_key(stamp)
+                parsed = {role: parse_price(row[i], columns[role]) for role, i in positions.items() if role != "date"}
+            except ValueError as err:
+                raise DataFileError(f"{path} line {line}: {err}; fix or delete that row") from None
+            if order <= last_key:
+                raise DataFileError(
+                    f"{path} line {line}: date {stamp!r} is not after the previous row's {dates[-1]!r}; "
+                    "sort the file by date (oldest first) and drop duplicate rows"
+                )
+            last_key = order
+            dates.append(stamp)
+            for role, value in parsed.items():
+                values[role].append(value)
+    if not dates:
+        raise DataFileError(f"{key}={path}: no data rows after the header")
+    arrays = {role: np.asarray(v, dtype=np.float64) for role, v in values.items()}
+    return PriceSeries(dates=np.asarray(dates), **{role: arrays.get(role) for role in FIELDS})
+
+
+def load_prices(path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True,
+                key: str = "data.path") -> PriceSeries:
+    """A CSV file, or an HDF5 file of the generated schema (by suffix .h5/.hdf5)."""
+    if Path(path).suffix.lower() in (".h5", ".hdf5"):
+        series = load_prices_h5(path, key)
+        if need_volume and series.volume is None:
+            raise DataFileError(f"{key}={path}: dataset 'volume' is missing; add it or drop 'volume' from data.features.extras")
+        return series
+    return load_price_csv(path, columns, need_volume, key)
