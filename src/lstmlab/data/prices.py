@@ -172,6 +172,17 @@ def header_positions(header: list[str], columns: Mapping[str, str], required: tu
     return positions
 
 
+def parse_row(row: list[str], positions: Mapping[str, int], columns: Mapping[str, str]) -> tuple[str, float, dict]:
+    """(date text, its sort key, {role: value}) of one CSV row; ``ValueError`` saying what is wrong with it."""
+    if len(row) <= max(positions.values()):
+        raise ValueError(f"has {len(row)} fields; the header names column {max(positions.values()) + 1}")
+    stamp = row[positions["date"]].strip()
+    values = {role: parse_price(row[i], columns[role]) for role, i in positions.items() if role != "date"}
+    if values["close"] <= 0:
+        raise ValueError(f"column {columns['close']!r} holds {values['close']}; prices must be > 0")
+    return stamp, date_key(stamp), values
+
+
 def load_price_csv(path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True,
                    key: str = "data.path") -> PriceSeries:
     """Read an OHLCV CSV (see the module docstring); every bad cell or unsorted date is an error naming its line."""
@@ -193,11 +204,7 @@ def load_price_csv(path: str | os.PathLike, columns: Mapping[str, str] | None = 
             if not row or all(not cell.strip() for cell in row):
                 continue
             try:
-                if len(row) <= max(positions.values()):
-                    raise ValueError(f"has {len(row)} fields, the header {len(header)}")
-                stamp = row[positions["date"]].strip()
-                order = date_key(stamp)
-                parsed = {role: parse_price(row[i], columns[role]) for role, i in positions.items() if role != "date"}
+                stamp, order, parsed = parse_row(row, positions, columns)
             except ValueError as err:
                 raise DataFileError(f"{path} line {line}: {err}; fix or delete that row") from None
             if order <= last_key:
