@@ -66,12 +66,12 @@ def feature_problems(settings: Mapping) -> list[tuple[str, str]]:
         if settings[key] < 1:
             out.append((key, f"must be >= 1, got {settings[key]}"))
     if not out and settings["buffer_size"] <= settings["ma_window"]:
-        out.append(("buffer_size", f"={settings['buffer_size']} must be longer than the feature window "
-                                   f"ma_window={settings['ma_window']} (the slope needs two averages); "
+        out.append(("buffer_size", f"must be longer than the feature window ma_window={settings['ma_window']} "
+                                   f"(the slope needs two averages), got {settings['buffer_size']}; "
                                    f"use buffer_size >= {settings['ma_window'] + 1}"))
     if not out and "returns" in settings["extras"] and settings["buffer_size"] <= settings["step_size"]:
-        out.append(("buffer_size", f"={settings['buffer_size']} must be longer than step_size={settings['step_size']} "
-                                   "for the 'returns' extra"))
+        out.append(("buffer_size", f"must be longer than step_size={settings['step_size']} for the 'returns' "
+                                   f"extra, got {settings['buffer_size']}"))
     for extra in settings["extras"]:
         if extra not in EXTRAS:
             out.append(("extras", f"has {extra!r}; choose from {list(EXTRAS)}"))
