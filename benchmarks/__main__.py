@@ -22,6 +22,7 @@ from benchmarks import (
     classifier_inference,
     data_path,
     framework_overhead,
+    price_streaming,
     startup_time,
     streaming_inference,
     sweep_efficiency,
@@ -41,6 +42,7 @@ MEASUREMENTS = {
         startup_time,
         data_path,
         sweep_efficiency,
+        price_streaming,  # issue 5's streaming figures
     )
 }
 RESULTS = Path(__file__).parent / "results"

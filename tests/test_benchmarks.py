@@ -16,6 +16,7 @@ MEASURED = {
                             "throughput_64_streams_steps_per_s", "throughput_1024_streams_steps_per_s",
                             "speedup_chunked_vs_step"},
     "startup_time": {"help_s", "cfg_job_s", "import_hydra_s"},
+    "price_streaming": {"ticks_per_s", "latency_p50_ms", "latency_p99_ms", "latency_p99_ms_default_threads"},
     "data_path": {"hdf5_load_ms", "loader_ms_per_batch", "step_ms_per_batch", "loader_pct_of_step"},
 }
 NOT_BUILT = {"classifier_inference", "sweep_efficiency"}

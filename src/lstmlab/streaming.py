@@ -189,6 +189,8 @@ def run_stream(cfg) -> int:
                               "source=ticks.csv (or source=- for stdin)")
     if cfg.format not in ("jsonl", "table"):
         raise ConfigError(f"format={cfg.format!r} must be 'jsonl' or 'table'")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     task = load_task(cfg.ckpt_path)
     pipeline = task.pipeline
     check_features(pipeline, OmegaConf.to_container(cfg.features) if cfg.get("features") else None, cfg.ckpt_path)
