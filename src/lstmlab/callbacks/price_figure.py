@@ -23,23 +23,23 @@ class PriceForecastFigure(pl.Callback):
         series = pl_module.forecast_split(trainer.datamodule.splits["test"])
         series = {k: v[-self.max_points :].numpy() for k, v in series.items()}
         pipeline = pl_module.pipeline
-        figure = draw_forecast(series, f"{pipeline.target} {pipeline.horizon} ticks ahead")
+        figure = draw_forecast(series, pipeline.horizon, f"{pipeline.target} {pipeline.horizon} ticks ahead")
         for writer in writers:
             writer.add_figure(self.tag, figure, global_step=trainer.global_step)
 
 
-def draw_forecast(series: dict, ylabel: str):
+def draw_forecast(series: dict, horizon: int, ylabel: str):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 4))
-    target_tick = series["tick"]
+    target_tick = series["tick"] + horizon  # each forecast drawn at the tick it forecasts
     for name in ("actual", "persistence", "moving_average", "model"):
         ax.plot(target_tick, series[name], label=LABELS[name], color=COLORS[name],
                 linewidth=1.4 if name in ("actual", "model") else 0.9)
-    ax.set_xlabel("tick (end of the last window)")
+    ax.set_xlabel("tick of the forecast target")
     ax.set_ylabel(ylabel)
     ax.set_title("test period: forecasts vs actual")
     ax.legend(loc="best", fontsize="small")
