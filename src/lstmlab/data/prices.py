@@ -165,9 +165,11 @@ def header_positions(header: list[str], columns: Mapping[str, str], required: tu
     missing = [role for role in required if role not in positions]
     if missing:
         wanted = ", ".join(f"{role}={columns.get(role)!r}" for role in missing)
+        hint = ("; without volumes, drop the feature: data.features.extras=[returns] model.net.input_size=8"
+                if "volume" in missing else "")
         raise DataFileError(
             f"{where}: missing column(s) {wanted}; the header has {names}. Rename the columns or map them with "
-            f"data.columns.<role>=<header name> (roles: {', '.join(DEFAULT_COLUMNS)})"
+            f"data.columns.<role>=<header name> (roles: {', '.join(DEFAULT_COLUMNS)}){hint}"
         )
     return positions
 
