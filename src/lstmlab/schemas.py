@@ -245,10 +245,118 @@ class PriceDataSchema:
             yield "num_workers", f"must be >= 0, got {self.num_workers}"
 
 
+def _learning_rate(optimizer: dict) -> Iterator[Problem]:
+    lr = optimizer.get("lr")
+    if lr is not None and lr <= 0:
+        yield "optimizer.lr", f"must be > 0, got {lr}"
+
+
+@dataclass
+class ClassifierNetSchema:
+    _target_: str = "lstmlab.nets.classifier.LSTMClassifier"
+    # null: taken from the data (its channels, its classes)
+    input_size: Optional[int] = None
+    num_classes: Optional[int] = None
+    hidden_size: int = 64
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.2
+    cell: str = "lstm"
+    pooling: str = "attention"
+    attention_size: int = 64
+    hidden_dims: list[int] = field(default_factory=lambda: [32])
+    activation: str = "relu"
+    head_dropout: float = 0.3
+    norm: str = "none"
+    init: str = "xavier_orthogonal"
+    freeze: list[str] = field(default_factory=list)
+    pack: Optional[bool] = None
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("input_size", self.input_size)
+        if self.num_classes is not None and self.num_classes < 2:
+            yield "num_classes", f"must be >= 2 (or null: taken from the data), got {self.num_classes}"
+        yield from _positive("hidden_size", self.hidden_size)
+        if self.num_layers < 1:
+            yield "num_layers", f"must be >= 1, got {self.num_layers}"
+        yield from _fraction("dropout", self.dropout)
+        yield from _fraction("head_dropout", self.head_dropout)
+        yield from _one_of("cell", self.cell, ("lstm", "gru"))
+        yield from _one_of("pooling", self.pooling, ("last", "mean", "attention"))
+        yield from _positive("attention_size", self.attention_size)
+        yield from _one_of("activation", self.activation, ("relu", "gelu", "tanh", "silu", "elu"))
+        yield from _one_of("norm", self.norm, ("none", "batchnorm", "layernorm"))
+        yield from _one_of("init", self.init, ("default", "xavier_orthogonal"))
+        for width in self.hidden_dims:
+            yield from _positive("hidden_dims", width)
+        for part in self.freeze:
+            yield from _one_of("freeze", part, ("lstm", "attention", "head"))
+
+
+@dataclass
+class ClassificationTaskSchema:
+    _target_: str = "lstmlab.tasks.classification.SequenceClassificationTask"
+    net: ClassifierNetSchema = field(default_factory=ClassifierNetSchema)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: Optional[dict[str, Any]] = None
+    class_weighting: str = "balanced"
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _one_of("class_weighting", self.class_weighting, ("balanced", "none"))
+        yield from _learning_rate(self.optimizer)
+
+
+@dataclass
+class CastingGeneratorSchema:
+    n_sequences: int = 4000
+    min_length: int = 100
+    max_length: int = 500
+    defect_rate: float = 0.15
+    label_noise: float = 0.02
+    event_amplitude: list[float] = field(default_factory=lambda: [2.5, 4.5])
+    seed: int = 7
+
+    def problems(self) -> Iterator[Problem]:
+        if self.n_sequences < 3:
+            yield "n_sequences", f"must be >= 3 (train, val and test need one each), got {self.n_sequences}"
+        yield from _positive("min_length", self.min_length)
+        if self.max_length < self.min_length:
+            yield "max_length", f"must be >= min_length = {self.min_length}, got {self.max_length}"
+        if not 0.0 < self.defect_rate < 1.0:
+            yield "defect_rate", f"must be in (0, 1), got {self.defect_rate}"
+        if not 0.0 <= self.label_noise < 0.5:
+            yield "label_noise", f"must be in [0, 0.5), got {self.label_noise}"
+        if len(self.event_amplitude) != 2 or not 0 <= self.event_amplitude[0] <= self.event_amplitude[1]:
+            yield "event_amplitude", f"must be [low, high] with 0 <= low <= high, got {self.event_amplitude}"
+
+
+@dataclass
+class SequenceDataSchema:
+    _target_: str = "lstmlab.data.sequence_datamodule.SequenceClassificationDataModule"
+    path: Optional[str] = None
+    data_dir: str = "data"
+    generator: CastingGeneratorSchema = field(default_factory=CastingGeneratorSchema)
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = 256
+    bucket_size: int = 8
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    split_seed: int = 0
+    num_workers: int = 0
+    pin_memory: bool = False
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("batch_size", self.batch_size)
+        yield from _positive("eval_batch_size", self.eval_batch_size)
+        if self.bucket_size < 1:
+            yield "bucket_size", f"must be >= 1 (1: no length bucketing), got {self.bucket_size}"
+        if self.num_workers < 0:
+            yield "num_workers", f"must be >= 0, got {self.num_workers}"
+
+
 SCHEMAS = {
-    "schema/model": {"stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema,
+    "schema/model": {"bilstm_classifier": ClassificationTaskSchema, "stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema,
                      "price_sequence": PriceSequenceTaskSchema},
-    "schema/data": {"signals": SignalDataSchema, "prices": PriceDataSchema},
+    "schema/data": {"casting": SequenceDataSchema, "signals": SignalDataSchema, "prices": PriceDataSchema},
 }
 
 

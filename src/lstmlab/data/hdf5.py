@@ -50,8 +50,10 @@ def open_h5(path: str | os.PathLike, key: str) -> h5py.File:
         raise DataFileError(f"{key}={path}: not a readable HDF5 file ({err})") from None
 
 
-def read_array(f: h5py.File, name: str, ndim: int, kind: str = "f", shape_doc: str = "") -> np.ndarray:
-    """Read dataset ``name`` and check its rank, dtype kind ('f' float, 'i' integer) and finiteness."""
+def read_array(
+    f: h5py.File, name: str, ndim: int, kind: str = "f", shape_doc: str = "", finite: bool = True
+) -> np.ndarray:
+    """Read dataset ``name`` and check its rank, dtype kind ('f' float, 'i' integer) and (``finite``) finiteness."""
     where = f"{f.filename}: dataset '{name}'"
     if name not in f:
         raise DataFileError(f"{where} is missing; expected {shape_doc} (see README, 'HDF5 schemas')")
@@ -62,7 +64,16 @@ def read_array(f: h5py.File, name: str, ndim: int, kind: str = "f", shape_doc: s
         raise DataFileError(f"{where} has dtype {array.dtype}; expected a float array {shape_doc}")
     if kind == "i" and array.dtype.kind not in "iu":
         raise DataFileError(f"{where} has dtype {array.dtype}; expected an integer array {shape_doc}")
-    if kind == "f" and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise DataFileError(f"{where} holds {bad} NaN/Inf values; clean or drop those samples")
+    if finite and kind == "f":
+        check_finite(array, where)
     return array
+
+
+def check_finite(array: np.ndarray, where: str) -> None:
+    """Raise naming how many values are NaN/Inf and the index of the first one."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise DataFileError(
+            f"{where} holds {int(bad.sum())} NaN/Inf values (first at index {first}); clean or drop those samples"
+        )

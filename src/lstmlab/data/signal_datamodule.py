@@ -162,8 +162,7 @@ class SignalDataModule(pl.LightningDataModule):
 
 def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
     """A seeded permutation of sample indices cut by ``fractions`` (train, val, test); each split non-empty."""
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"data.split_fractions={list(fractions)}: need three positive fractions summing to 1")
+    check_split_fractions(fractions)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(fractions[1] * n)))
     n_test = max(1, int(round(fractions[2] * n)))
@@ -175,3 +174,8 @@ def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np
         "val": np.sort(order[n_train : n_train + n_val]),
         "test": np.sort(order[n_train + n_val :]),
     }
+
+
+def check_split_fractions(fractions: Sequence[float]) -> None:
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"data.split_fractions={list(fractions)}: need three positive fractions summing to 1")

@@ -1,0 +1,205 @@
+"""Sequence classification: binary (one logit, BCE) or K > 2 classes (K logits, cross-entropy).
+
+The task owns what a checkpoint needs to score new data the way it was trained: the per-channel z-score of the
+train split, the class weights and the decision threshold chosen on validation (binary), all as buffers.
+``net.input_size`` / ``net.num_classes`` left null are taken from the data at set-up and written back into the
+saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path)`` rebuilds the same net.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics import CatMetric, MaxMetric
+from torchmetrics import functional as M
+
+from lstmlab.errors import ConfigError
+
+WEIGHTINGS = ("balanced", "none")
+
+
+class SequenceClassificationTask(pl.LightningModule):
+    """Metrics per stage: loss, auroc, aupr (average precision), accuracy, f1; ``val/auroc_best`` for sweeps.
+
+    Binary: accuracy and F1 at the threshold that maximises F1 on validation, applied unchanged on test.
+    K > 2: macro-averaged one-vs-rest AUROC / AUPR, argmax accuracy, macro F1.
+    """
+
+    def __init__(
+        self,
+        net: Mapping,
+        optimizer: Mapping,
+        scheduler: Mapping | None = None,
+        class_weighting: str = "balanced",
+    ) -> None:
+        super().__init__()
+        if class_weighting not in WEIGHTINGS:
+            raise ConfigError(f"model.class_weighting={class_weighting!r} must be one of {list(WEIGHTINGS)}")
+        self.save_hyperparameters(logger=False)
+        self.net: nn.Module | None = None
+        if net.get("input_size") is not None and net.get("num_classes") is not None:
+            self._build(dict(net))
+        self.val_auroc_best = MaxMetric()
+        self.outputs = nn.ModuleDict({stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")})
+        self.epoch_outputs: dict[str, dict[str, Tensor]] = {}
+
+    def _build(self, net_cfg: dict) -> None:
+        self.net = instantiate(net_cfg)
+        channels, classes = net_cfg["input_size"], net_cfg["num_classes"]
+        self.register_buffer("input_mean", torch.zeros(channels))
+        self.register_buffer("input_std", torch.ones(channels))
+        self.register_buffer("class_weight", torch.ones(1 if classes == 2 else classes))
+        self.register_buffer("decision_threshold", torch.tensor(0.5))
+        self.register_buffer("normaliser_fitted", torch.tensor(False))
+
+    @property
+    def binary(self) -> bool:
+        return self.net.num_classes == 2
+
+    # ---- set-up --------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        datamodule.setup(stage)
+        if self.net is None:  # sizes left to the data: resolve them, and save them for load_from_checkpoint
+            net_cfg = dict(self.hparams.net)
+            net_cfg["input_size"] = net_cfg.get("input_size") or datamodule.num_channels
+            net_cfg["num_classes"] = net_cfg.get("num_classes") or datamodule.num_classes
+            self.hparams.net = net_cfg
+            self._build(net_cfg)
+        self._check_data(datamodule)
+        if stage == "fit" or not bool(self.normaliser_fitted):
+            self.input_mean.copy_(torch.as_tensor(datamodule.channel_mean))
+            self.input_std.copy_(torch.as_tensor(datamodule.channel_std))
+            self.normaliser_fitted.fill_(True)
+            self.class_weight.copy_(self._class_weights(torch.as_tensor(datamodule.train_class_counts, dtype=torch.float32)))
+
+    def _check_data(self, datamodule) -> None:
+        where = f"the data file {datamodule.file_path}"
+        if self.net.input_size != datamodule.num_channels:
+            raise ConfigError(
+                f"{where} has {datamodule.num_channels} channels but the model takes {self.net.input_size} "
+                "(model.net.input_size, or the checkpoint's net); use a file with the model's channels, or train a "
+                "new model with model.net.input_size=null (taken from the data)"
+            )
+        if self.net.num_classes != datamodule.num_classes:
+            raise ConfigError(
+                f"{where} has {datamodule.num_classes} classes but the model predicts {self.net.num_classes} "
+                "(model.net.num_classes, or the checkpoint's net); set model.net.num_classes=null to take it from the data"
+            )
+
+    def _class_weights(self, counts: Tensor) -> Tensor:
+        """Balanced: binary ``pos_weight = n_neg / n_pos``; K classes ``N / (K * n_k)``."""
+        if self.hparams.class_weighting == "none":
+            return torch.ones_like(self.class_weight)
+        counts = counts.clamp(min=1)
+        if self.binary:
+            return (counts[0] / counts[1]).reshape(1)
+        return counts.sum() / (len(counts) * counts)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]  # frozen parts stay out of the optimizer
+        optimizer = instantiate(self.hparams.optimizer)(params=params)
+        if self.hparams.scheduler is None:
+            return optimizer
+        make_scheduler = instantiate(self.hparams.scheduler)
+        if "total_steps" in inspect.signature(make_scheduler.func).parameters:
+            steps = int(self.trainer.estimated_stepping_batches)
+            scheduler = make_scheduler(optimizer=optimizer, total_steps=steps)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = make_scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Raw sensor values [batch, T, C] -> logits ([batch] binary, [batch, K] otherwise)."""
+        return self.net((x - self.input_mean) / self.input_std, lengths)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=-1)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        if self.binary:
+            return F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.class_weight)
+        return F.cross_entropy(logits, y, weight=self.class_weight)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.loss(self(batch["x"], batch["lengths"]), batch["y"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect("test", batch)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self.probabilities(self(batch["x"], batch["lengths"]))
+
+    def _collect(self, stage: str, batch: dict) -> None:
+        self.outputs[stage]["logits"].update(self(batch["x"], batch["lengths"]))
+        self.outputs[stage]["y"].update(batch["y"])
+
+    # ---- epoch ends ----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        self.val_auroc_best.reset()  # forget the sanity-check validation
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_stage("val")
+        self.val_auroc_best(values["val/auroc"])
+        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_stage("test")
+
+    def _log_stage(self, stage: str) -> dict[str, Tensor]:
+        logits = self.outputs[stage]["logits"].compute()
+        y = self.outputs[stage]["y"].compute().long()
+        for metric in self.outputs[stage].values():
+            metric.reset()
+        probs = self.probabilities(logits)
+        if self.binary and stage == "val" and not self.trainer.sanity_checking:
+            self.decision_threshold.fill_(best_f1_threshold(probs, y))
+        values = {f"{stage}/loss": self.loss(logits, y), **classification_metrics(probs, y, self.net.num_classes, float(self.decision_threshold), stage)}
+        self.epoch_outputs[stage] = {"probs": probs.detach().cpu(), "y": y.cpu()}
+        self.log_dict(values)
+        return values
+
+
+def classification_metrics(probs: Tensor, y: Tensor, num_classes: int, threshold: float, stage: str) -> dict[str, Tensor]:
+    """AUROC, AUPR (average precision), accuracy and F1 of probabilities ``probs`` against labels ``y``."""
+    if num_classes == 2:
+        kw: dict[str, Any] = {"task": "binary"}
+        hard = dict(kw, threshold=threshold)
+    else:
+        kw = {"task": "multiclass", "num_classes": num_classes, "average": "macro"}
+        hard = kw
+    values = {
+        "auroc": M.auroc(probs, y, **kw),
+        "aupr": M.average_precision(probs, y, **kw),
+        "accuracy": M.accuracy(probs, y, **dict(hard, average="micro") if num_classes > 2 else hard),
+        "f1": M.f1_score(probs, y, **hard),
+    }
+    values = {f"{stage}/{name}": torch.nan_to_num(value.float(), nan=0.5 if name == "auroc" else 0.0) for name, value in values.items()}
+    if num_classes == 2:
+        values[f"{stage}/threshold"] = torch.tensor(threshold)
+    return values
+
+
+def best_f1_threshold(probs: Tensor, y: Tensor) -> float:
+    """The probability threshold (predict positive at >= it) that maximises F1 on these labels."""
+    if y.sum() == 0:
+        return 0.5
+    order = torch.argsort(probs, descending=True)
+    hits = y[order].float()
+    tp = hits.cumsum(0)
+    k = torch.arange(1, len(hits) + 1, device=probs.device)
+    f1 = 2 * tp / (k + hits.sum())  # 2 P R / (P + R) with P = tp / k and R = tp / positives
+    return float(probs[order][int(torch.argmax(f1))])
