@@ -98,6 +98,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         )
     saved = OmegaConf.load(saved_path)
     saved.paths = cfg.paths  # resolve the saved run's paths in this process
+    if cfg.get("data_path"):  # the same model on another file of the run's schema
+        saved.data.path = cfg.data_path
 
     datamodule = instantiate(saved.data, _convert_="all")
     task_class = get_class(saved.model._target_)
