@@ -245,6 +245,123 @@ class PriceDataSchema:
             yield "num_workers", f"must be >= 0, got {self.num_workers}"
 
 
+@dataclass
+class Seq2SeqNetSchema:
+    _target_: str = "lstmlab.nets.seq2seq.Seq2SeqAttention"
+    # null: taken from the data (targets + covariates, targets)
+    input_size: Optional[int] = None
+    output_size: Optional[int] = None
+    hidden_size: int = 64
+    encoder_hidden_size: Optional[int] = None
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    bidirectional: bool = True
+    num_heads: int = 4
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    layer_norm: bool = True
+    init: str = "xavier_orthogonal"
+
+    def problems(self) -> Iterator[Problem]:
+        for name in ("input_size", "output_size", "hidden_size", "encoder_hidden_size", "num_heads"):
+            yield from _positive(name, getattr(self, name))
+        for name in ("encoder_layers", "decoder_layers"):
+            if getattr(self, name) < 1:
+                yield name, f"must be >= 1, got {getattr(self, name)}"
+        yield from _fraction("dropout", self.dropout)
+        yield from _fraction("attention_dropout", self.attention_dropout)
+        yield from _one_of("init", self.init, ("default", "xavier_orthogonal"))
+        if self.num_heads > 0 and self.hidden_size > 0 and self.hidden_size % self.num_heads:
+            yield "num_heads", (
+                f"={self.num_heads} does not divide the attention dimension model.net.hidden_size={self.hidden_size}; "
+                "use a divisor of hidden_size"
+            )
+
+
+@dataclass
+class TeacherForcingSchema:
+    ratio: float = 1.0
+    schedule: str = "linear"
+    end_ratio: float = 0.0
+    decay_epochs: int = 10
+    k: float = 5.0
+
+    def problems(self) -> Iterator[Problem]:
+        for name in ("ratio", "end_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                yield name, f"must be in [0, 1], got {getattr(self, name)}"
+        yield from _one_of("schedule", self.schedule, ("constant", "linear", "inverse_sigmoid"))
+        yield from _positive("decay_epochs", self.decay_epochs)
+        yield from _positive("k", self.k)
+
+
+@dataclass
+class Seq2SeqForecastTaskSchema:
+    _target_: str = "lstmlab.tasks.seq2seq_forecast.Seq2SeqForecastTask"
+    net: Seq2SeqNetSchema = field(default_factory=Seq2SeqNetSchema)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: Optional[dict[str, Any]] = None
+    loss: str = "mse"
+    teacher_forcing: TeacherForcingSchema = field(default_factory=TeacherForcingSchema)
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _one_of("loss", self.loss, ("mse", "mae"))
+        lr = self.optimizer.get("lr")
+        if lr is not None and lr <= 0:
+            yield "optimizer.lr", f"must be > 0, got {lr}"
+
+
+@dataclass
+class SeriesGeneratorSchema:
+    n_steps: int = 5000
+    periods: list[float] = field(default_factory=lambda: [24.0, 168.0])
+    amplitudes: list[float] = field(default_factory=lambda: [1.0, 0.8])
+    trend: float = 0.5
+    noise_std: float = 0.1
+    seed: int = 7
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("n_steps", self.n_steps)
+        if len(self.periods) != len(self.amplitudes):
+            yield "amplitudes", f"needs one amplitude per period ({len(self.periods)}), got {len(self.amplitudes)}"
+        for period in self.periods:
+            yield from _positive("periods", period)
+        if self.noise_std < 0:
+            yield "noise_std", f"must be >= 0, got {self.noise_std}"
+
+
+@dataclass
+class SeriesDataSchema:
+    _target_: str = "lstmlab.data.series_datamodule.SeriesDataModule"
+    path: Optional[str] = None
+    data_dir: str = "data"
+    generator: SeriesGeneratorSchema = field(default_factory=SeriesGeneratorSchema)
+    time_column: Optional[str] = None
+    targets: list[str] = field(default_factory=lambda: ["value"])
+    covariates: list[str] = field(default_factory=list)
+    missing: str = "error"
+    input_len: int = 96
+    horizon: int = 24
+    stride: int = 1
+    season_length: int = 24
+    split_fractions: Optional[list[float]] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    split_dates: Optional[list[str]] = None
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = None
+    shuffle_seed: int = 0
+    num_workers: int = 0
+    pin_memory: bool = False
+
+    def problems(self) -> Iterator[Problem]:
+        for name in ("input_len", "horizon", "stride", "season_length", "batch_size", "eval_batch_size"):
+            yield from _positive(name, getattr(self, name))
+        yield from _one_of("missing", self.missing, ("error", "ffill"))
+        if not self.targets:
+            yield "targets", "is empty; name at least one column to forecast, e.g. data.targets=[load]"
+        if self.num_workers < 0:
+            yield "num_workers", f"must be >= 0, got {self.num_workers}"
+
+
 def _learning_rate(optimizer: dict) -> Iterator[Problem]:
     lr = optimizer.get("lr")
     if lr is not None and lr <= 0:
@@ -355,8 +472,8 @@ class SequenceDataSchema:
 
 SCHEMAS = {
     "schema/model": {"bilstm_classifier": ClassificationTaskSchema, "stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema,
-                     "price_sequence": PriceSequenceTaskSchema},
-    "schema/data": {"casting": SequenceDataSchema, "signals": SignalDataSchema, "prices": PriceDataSchema},
+                     "price_sequence": PriceSequenceTaskSchema, "seq2seq_attention": Seq2SeqForecastTaskSchema},
+    "schema/data": {"casting": SequenceDataSchema, "signals": SignalDataSchema, "prices": PriceDataSchema, "series": SeriesDataSchema},
 }
 
 

@@ -1,0 +1,187 @@
+"""Sliding forecast windows over a time series, split chronologically into train / val / test.
+
+The time axis is cut into three consecutive segments (by ``split_fractions`` or by ``split_dates``); a window
+of ``input_len + horizon`` steps lies wholly inside one segment, so no window reads across a split boundary.
+Batches hold raw (unscaled) values: the task scales them with the statistics fitted here on the train
+segment only, and keeps those statistics in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from lstmlab.data.series import SeriesData, ensure_series, load_series, parse_times
+from lstmlab.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+class SeriesWindows(Dataset):
+    """The windows of one segment; ``dataset[list_of_indices]`` is a batch ``{"x": [B, L, C], "y": [B, H, K]}``."""
+
+    def __init__(self, values: torch.Tensor, num_targets: int, starts: np.ndarray, input_len: int, horizon: int) -> None:
+        self.values = values  # [S, T, C]
+        self.num_targets = num_targets
+        self.starts = torch.as_tensor(starts, dtype=torch.long)  # [N, 2]: (series, first step)
+        self.input_len = input_len
+        self.offsets = torch.arange(input_len + horizon)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, indices) -> dict:
+        chosen = self.starts[torch.as_tensor(indices, dtype=torch.long)]
+        steps = chosen[:, 1:2] + self.offsets
+        window = self.values[chosen[:, 0:1], steps]  # [B, L + H, C]
+        return {"x": window[:, : self.input_len], "y": window[:, self.input_len :, : self.num_targets]}
+
+
+def window_starts(begin: int, end: int, num_series: int, window: int, stride: int) -> np.ndarray:
+    """(series, start) of every window of ``window`` steps inside steps [begin, end), ``stride`` apart."""
+    starts = np.arange(begin, end - window + 1, stride)
+    return np.stack(np.broadcast_arrays(np.arange(num_series)[:, None], starts[None, :]), axis=-1).reshape(-1, 2)
+
+
+def split_bounds(num_steps: int, fractions: Sequence[float] | None, dates: Sequence | None, times: list | None) -> list[int]:
+    """[0, val_begin, test_begin, num_steps]: the three consecutive segments of the time axis."""
+    if dates is not None:
+        if times is None:
+            raise ConfigError("data.split_dates needs time stamps: a CSV with data.time_column set; use data.split_fractions")
+        if len(dates) != 2:
+            raise ConfigError(f"data.split_dates={list(dates)}: give two dates, [val_start, test_start]")
+        val_start, test_start = parse_times([str(d) for d in dates], "data.split_dates")
+        if type(val_start) is not type(times[0]) or not val_start < test_start:
+            raise ConfigError(f"data.split_dates={list(dates)}: need val_start < test_start, in the time column's format")
+        return [0, bisect.bisect_left(times, val_start), bisect.bisect_left(times, test_start), num_steps]
+    if fractions is None or len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"data.split_fractions={list(fractions or [])}: need three positive fractions summing to 1")
+    n_train = int(round(fractions[0] * num_steps))
+    n_val = int(round(fractions[1] * num_steps))
+    return [0, n_train, n_train + n_val, num_steps]
+
+
+class SeriesDataModule(pl.LightningDataModule):
+    """Reads (or generates) the series, cuts windows per split and fits the scaler on the train segment."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        data_dir: str = "data",
+        generator: dict | None = None,
+        time_column: str | None = None,
+        targets: Sequence[str] = ("value",),
+        covariates: Sequence[str] = (),
+        missing: str = "error",
+        input_len: int = 96,
+        horizon: int = 24,
+        stride: int = 1,
+        season_length: int = 24,
+        split_fractions: Sequence[float] | None = (0.7, 0.15, 0.15),
+        split_dates: Sequence[str] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        shuffle_seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.data: SeriesData | None = None
+        self.windows: dict[str, SeriesWindows] = {}
+        self.bounds: list[int] = []
+        self.scaler_mean = self.scaler_std = self.mase_scale = None
+
+    @property
+    def file_path(self) -> str:
+        if self.hparams.path is not None:
+            return str(self.hparams.path)
+        return str(ensure_series(self.hparams.data_dir, dict(self.hparams.generator or {})))
+
+    def prepare_data(self) -> None:
+        self.file_path  # generates and caches the default series once
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        hp = self.hparams
+        if hp.season_length > hp.input_len:
+            raise ConfigError(
+                f"data.season_length={hp.season_length} exceeds data.input_len={hp.input_len}: the seasonal-naive "
+                "baseline repeats the last season of the input; use data.input_len >= data.season_length"
+            )
+        data = load_series(self.file_path, hp.targets, hp.covariates, hp.time_column, hp.missing)
+        num_series, num_steps, _ = data.values.shape
+        self.bounds = split_bounds(num_steps, hp.split_fractions, hp.split_dates, data.times)
+        window = hp.input_len + hp.horizon
+        for name, begin, end in zip(SPLITS, self.bounds[:-1], self.bounds[1:]):
+            if end - begin < window:
+                raise ConfigError(
+                    f"data: the {name} split has {end - begin} steps, fewer than data.input_len + data.horizon = {window}; "
+                    f"the series ({num_steps} steps in {self.file_path}) is too short for these settings: lower "
+                    "data.input_len / data.horizon, change data.split_fractions, or use a longer series"
+                )
+        train = data.values[:, : self.bounds[1]].astype(np.float64)
+        if self.bounds[1] <= hp.season_length:
+            raise ConfigError(f"data: the train split ({self.bounds[1]} steps) must be longer than data.season_length={hp.season_length}")
+        self.scaler_mean = train.mean(axis=(0, 1))
+        std = train.std(axis=(0, 1))
+        self.scaler_std = np.where(std > 0, std, 1.0)
+        targets = train[:, :, : data.num_targets]
+        seasonal_error = np.abs(targets[:, hp.season_length :] - targets[:, : -hp.season_length]).mean(axis=(0, 1))
+        self.mase_scale = np.maximum(seasonal_error, 1e-8)
+        values = torch.from_numpy(data.values)
+        for name, begin, end in zip(SPLITS, self.bounds[:-1], self.bounds[1:]):
+            starts = window_starts(begin, end, num_series, window, hp.stride)
+            self.windows[name] = SeriesWindows(values, data.num_targets, starts, hp.input_len, hp.horizon)
+        self.data = data
+
+    @property
+    def target_names(self) -> list[str]:
+        return list(self.hparams.targets)
+
+    def forecast_info(self) -> dict:
+        """What the task keeps in its checkpoint to scale, invert and score without the data module."""
+        return {
+            "columns": list(self.data.columns),
+            "target_names": self.target_names,
+            "scaler_mean": self.scaler_mean.tolist(),
+            "scaler_std": self.scaler_std.tolist(),
+            "mase_scale": self.mase_scale.tolist(),
+            "season_length": int(self.hparams.season_length),
+            "input_len": int(self.hparams.input_len),
+            "horizon": int(self.hparams.horizon),
+        }
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.windows[split]
+        order = (
+            RandomSampler(dataset, generator=torch.Generator().manual_seed(self.hparams.shuffle_seed))
+            if shuffle
+            else SequentialSampler(dataset)
+        )
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(order, batch_size, drop_last=False),
+            batch_size=None,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

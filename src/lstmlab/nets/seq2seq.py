@@ -1,0 +1,128 @@
+"""Encoder-decoder LSTM with multi-head attention: ``input_len`` observed steps in, ``horizon`` steps out.
+
+The encoder (stacked, uni- or bidirectional) reads the window; its last layer's final state is bridged to
+every decoder layer's state. The decoder (stacked) takes the previous value of the targets at each step; its
+top output is the attention query over the encoder outputs (keys and values), and the context is combined
+with that output before the projection to the targets. The targets are the first ``output_size`` input
+channels, so the decoder starts from the last observed value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lstmlab.errors import ConfigError
+from lstmlab.nets.cells import init_recurrent, make_recurrent
+
+
+def check_heads(num_heads: int, attention_dim: int) -> None:
+    """Multi-head attention splits the attention dimension evenly between the heads."""
+    if num_heads < 1 or attention_dim % num_heads:
+        divisors = [d for d in range(1, min(attention_dim, 16) + 1) if attention_dim % d == 0]
+        raise ConfigError(
+            f"model.net.num_heads={num_heads} does not divide the attention dimension "
+            f"model.net.hidden_size={attention_dim}; use num_heads in {divisors} or change hidden_size"
+        )
+
+
+class Seq2SeqAttention(nn.Module):
+    """``x`` [batch, input_len, input_size] -> forecast [batch, horizon, output_size] (+ attention weights)."""
+
+    def __init__(
+        self,
+        input_size: int = 1,
+        output_size: int = 1,
+        hidden_size: int = 64,
+        encoder_hidden_size: int | None = None,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        bidirectional: bool = True,
+        num_heads: int = 4,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        layer_norm: bool = True,
+        init: str = "xavier_orthogonal",
+    ) -> None:
+        super().__init__()
+        check_heads(num_heads, hidden_size)
+        if output_size > input_size:
+            raise ConfigError(f"model.net.output_size={output_size} exceeds input_size={input_size}: targets are input channels too")
+        self.input_size = input_size
+        self.output_size = output_size
+        self.num_heads = num_heads
+        encoder_hidden = encoder_hidden_size or hidden_size
+        directions = 2 if bidirectional else 1
+        encoded = directions * encoder_hidden
+        self.decoder_layers = decoder_layers
+        self.hidden_size = hidden_size
+        self.encoder = make_recurrent("lstm", input_size, encoder_hidden, encoder_layers, dropout, bidirectional=bidirectional)
+        self.decoder = make_recurrent("lstm", output_size, hidden_size, decoder_layers, dropout)
+        for rnn in (self.encoder, self.decoder):
+            init_recurrent(rnn, init)
+        self.bridge_h = nn.Linear(encoded, decoder_layers * hidden_size)
+        self.bridge_c = nn.Linear(encoded, decoder_layers * hidden_size)
+        self.memory_norm = nn.LayerNorm(encoded) if layer_norm else nn.Identity()
+        self.attention = nn.MultiheadAttention(
+            hidden_size, num_heads, dropout=attention_dropout, kdim=encoded, vdim=encoded, batch_first=True
+        )
+        self.combine = nn.Linear(2 * hidden_size, hidden_size)
+        self.combined_norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
+        self.project = nn.Linear(hidden_size, output_size)
+
+    # ---- pieces ---------------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Encoder outputs [B, L, D_enc] (the attention memory) and the bridged decoder state."""
+        memory, (h_n, c_n) = self.encoder(x)
+        directions = 2 if self.encoder.bidirectional else 1
+
+        def top_layer(state: Tensor) -> Tensor:  # [layers * dirs, B, E] -> [B, dirs * E]
+            state = state.view(self.encoder.num_layers, directions, state.shape[1], state.shape[2])[-1]
+            return state.permute(1, 0, 2).reshape(state.shape[1], -1)
+
+        def to_decoder(linear: nn.Linear, state: Tensor) -> Tensor:
+            out = linear(top_layer(state)).view(-1, self.decoder_layers, self.hidden_size)
+            return out.permute(1, 0, 2).contiguous()
+
+        state = (torch.tanh(to_decoder(self.bridge_h, h_n)), to_decoder(self.bridge_c, c_n))
+        return self.memory_norm(memory), state
+
+    def decode(self, inputs: Tensor, memory: Tensor, state, need_weights: bool):
+        """Decoder steps for ``inputs`` [B, n, K] -> predictions [B, n, K], weights [B, n, heads, L], state."""
+        out, state = self.decoder(inputs, state)
+        context, weights = self.attention(out, memory, memory, need_weights=need_weights, average_attn_weights=False)
+        combined = self.combined_norm(torch.tanh(self.combine(torch.cat([out, context], dim=-1))))
+        weights = weights.permute(0, 2, 1, 3) if need_weights else None
+        return self.project(combined), weights, state
+
+    # ---- forecasting ----------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: Tensor,
+        horizon: int,
+        target: Tensor | None = None,
+        teacher_forcing_ratio: float = 0.0,
+        return_attention: bool = False,
+    ):
+        """Forecast ``horizon`` steps. Only in training mode, and only with ``target`` [B, horizon, K], does a
+        step feed the true previous value (with probability ``teacher_forcing_ratio``, drawn per step);
+        otherwise every step feeds back the net's own prediction (pure autoregression; ``target`` unread)."""
+        memory, state = self.encode(x)
+        previous = x[:, -1:, : self.output_size]
+        forced = torch.zeros(horizon, dtype=torch.bool)
+        if self.training and target is not None and teacher_forcing_ratio > 0:
+            forced = torch.rand(horizon) < teacher_forcing_ratio
+        if bool(forced[:-1].all()) and horizon > 1 and target is not None and self.training:
+            # every input after the first is the truth: all steps in one parallel pass
+            inputs = torch.cat([previous, target[:, :-1]], dim=1)
+            predictions, weights, _ = self.decode(inputs, memory, state, return_attention)
+        else:
+            steps, step_weights = [], []
+            for t in range(horizon):
+                prediction, weights, state = self.decode(previous, memory, state, return_attention)
+                steps.append(prediction)
+                step_weights.append(weights)
+                previous = target[:, t : t + 1] if bool(forced[t]) else prediction
+            predictions = torch.cat(steps, dim=1)
+            weights = torch.cat(step_weights, dim=1) if return_attention else None
+        return (predictions, weights) if return_attention else predictions
