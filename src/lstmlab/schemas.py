@@ -169,6 +169,11 @@ class PriceSequenceTaskSchema(SequenceTaskSchema):
 
 
 @dataclass
+class PriceStatefulTaskSchema(StatefulTaskSchema):
+    _target_: str = "lstmlab.tasks.price_forecast.PriceForecastTask"
+
+
+@dataclass
 class PriceGeneratorSchema:
     n_steps: int = 20000
     start_price: float = 100.0
@@ -235,6 +240,7 @@ class PriceDataSchema:
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     num_workers: int = 0
     pin_memory: bool = False
+    chunked: bool = False
 
     def problems(self) -> Iterator[Problem]:
         for name in ("seq_len", "horizon", "batch_size", "eval_batch_size"):
@@ -272,9 +278,10 @@ class Seq2SeqNetSchema:
         yield from _fraction("attention_dropout", self.attention_dropout)
         yield from _one_of("init", self.init, ("default", "xavier_orthogonal"))
         if self.num_heads > 0 and self.hidden_size > 0 and self.hidden_size % self.num_heads:
+            divisors = [d for d in range(1, min(self.hidden_size, 16) + 1) if self.hidden_size % d == 0]
             yield "num_heads", (
-                f"={self.num_heads} does not divide the attention dimension model.net.hidden_size={self.hidden_size}; "
-                "use a divisor of hidden_size"
+                f"must divide the attention dimension model.net.hidden_size={self.hidden_size}, got {self.num_heads}; "
+                f"use num_heads in {divisors} or change hidden_size"
             )
 
 
@@ -472,7 +479,8 @@ class SequenceDataSchema:
 
 SCHEMAS = {
     "schema/model": {"bilstm_classifier": ClassificationTaskSchema, "stateful": StatefulTaskSchema, "sequence": SequenceTaskSchema,
-                     "price_sequence": PriceSequenceTaskSchema, "seq2seq_attention": Seq2SeqForecastTaskSchema},
+                     "price_sequence": PriceSequenceTaskSchema, "price_stateful": PriceStatefulTaskSchema,
+                     "seq2seq_attention": Seq2SeqForecastTaskSchema},
     "schema/data": {"casting": SequenceDataSchema, "signals": SignalDataSchema, "prices": PriceDataSchema, "series": SeriesDataSchema},
 }
 
