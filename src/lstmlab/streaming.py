@@ -75,11 +75,17 @@ def check_features(pipeline: PricePipeline, requested: Mapping[str, Any] | None,
 
 
 class PriceStreamer:
-    """Holds the tick buffer and the last ``seq_len`` feature vectors; ``push`` returns a prediction or None."""
+    """Holds the tick buffer and the last ``seq_len`` feature vectors; ``push`` returns a prediction or None.
+
+    A stateful model (trained with ``data.chunked=true``) instead carries its (h, c) from window to window with
+    ``net.step()``: a prediction at every window, from the first.
+    """
 
     def __init__(self, task, emit_features: bool = False) -> None:
         self.task = task.eval()
         self.pipeline: PricePipeline = task.pipeline
+        if self.pipeline.stateful:
+            self.task.net.reset_state()
         self.buffer = FeatureBuffer(self.pipeline.features)
         self.sequence = np.zeros((self.pipeline.seq_len, len(self.pipeline.features.names)), np.float32)
         self.windows = 0
@@ -95,9 +101,8 @@ class PriceStreamer:
         self.sequence[-1] = self.pipeline.normalise(features)
         self.windows += 1
         record: dict[str, Any] = {"tick": self.ticks, "date": tick.date, "close": tick.close}
-        if self.windows >= self.pipeline.seq_len:  # before that the model has not seen a full sequence yet
-            with torch.no_grad():
-                raw = self.task(torch.from_numpy(self.sequence).unsqueeze(0))
+        raw = self.raw_forecast()
+        if raw is not None:
             value = self.pipeline.output(raw.double(), torch.tensor([tick.close], dtype=torch.float64))
             record |= {"target": self.pipeline.target, "horizon": self.pipeline.horizon,
                        "prediction": float(value[0]), "rise": bool(self.pipeline.rises(raw)[0])}
@@ -106,6 +111,15 @@ class PriceStreamer:
         if self.emit_features:
             record["features"] = features.tolist()
         return record
+
+    @torch.no_grad()
+    def raw_forecast(self) -> torch.Tensor | None:
+        """The net's raw output [1] for the newest window; None while fewer than ``seq_len`` windows were seen."""
+        if self.pipeline.stateful:  # advance the carried (h, c) by the newest window
+            return self.task.net.step(torch.from_numpy(self.sequence[-1:]))[:, 0]
+        if self.windows < self.pipeline.seq_len:
+            return None
+        return self.task(torch.from_numpy(self.sequence).unsqueeze(0))
 
 
 def stream_predictions(ticks: Iterable, checkpoint, emit_features: bool = False) -> Iterator[dict]:

@@ -5,6 +5,11 @@ an example is ``seq_len`` consecutive windows, its target the close ``horizon`` 
 end. Examples are split in time order (train, then val, then test), and the normalisation is fitted on the
 training windows only. Every example also carries what the baselines forecast for it, so the model and the
 baselines are scored on the same test windows.
+
+With ``chunked=true`` (for a stateful net, ``experiment=price_forecast_stateful``) every window with a target is
+an example of its own and each split is one stream in time order: training batches are consecutive chunks of
+``seq_len`` windows (``first`` marks the split's start, so the task can carry the state across chunks), and
+validation and test run their whole split as one sequence.
 """
 
 from __future__ import annotations
@@ -45,6 +50,22 @@ class PriceExamples(Dataset):
         return {k: v[indices] for k, v in self.tensors.items()}
 
 
+class PriceChunks(Dataset):
+    """One split as one stream: chunk ``c`` holds windows ``c * chunk_len ...`` with a batch dimension of 1."""
+
+    def __init__(self, examples: PriceExamples, chunk_len: int | None) -> None:
+        self.tensors = examples.tensors
+        self.length = len(examples)
+        self.chunk_len = chunk_len or self.length
+
+    def __len__(self) -> int:
+        return -(-self.length // self.chunk_len)
+
+    def __getitem__(self, chunk: int) -> dict:
+        part = slice(chunk * self.chunk_len, (chunk + 1) * self.chunk_len)
+        return {k: v[part].unsqueeze(0) for k, v in self.tensors.items()} | {"first": chunk == 0}
+
+
 class PriceDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -61,6 +82,7 @@ class PriceDataModule(pl.LightningDataModule):
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
         num_workers: int = 0,
         pin_memory: bool = False,
+        chunked: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -96,7 +118,8 @@ class PriceDataModule(pl.LightningDataModule):
                                 "prices must be > 0")
         features, ends = series_features(close, series.volume, self.settings)
         h, seq_len = self.hparams.horizon, self.hparams.seq_len
-        last = sequence_windows(len(ends), seq_len, ends + h < len(close))
+        has_target = ends + h < len(close)
+        last = np.flatnonzero(has_target) if self.hparams.chunked else sequence_windows(len(ends), seq_len, has_target)
         if len(last) < 3:
             raise DataFileError(
                 f"{self.file_path}: {len(close)} ticks give {len(last)} examples of {seq_len} windows of "
@@ -112,6 +135,7 @@ class PriceDataModule(pl.LightningDataModule):
             features=self.settings, seq_len=seq_len, horizon=h, target=self.target, feature_mean=mean,
             feature_std=std, target_mean=float(np.squeeze(target_mean)), target_std=float(np.squeeze(target_std)),
             columns={k: v for k, v in self.columns.items() if k in ("date", "close", "volume")},
+            stateful=bool(self.hparams.chunked),
         )
         examples = self.examples(self.pipeline.normalise(features), ends, last, log_return)
         bounds = [0, *cut, len(last)]
@@ -136,7 +160,8 @@ class PriceDataModule(pl.LightningDataModule):
             y = (future > c) * 1.0
         else:
             y = (log_return - self.pipeline.target_mean) / self.pipeline.target_std
-        sequence = last[:, None] + np.arange(-self.hparams.seq_len + 1, 1)
+        # a stateful net reads one window per step; the others read the seq_len windows that end at ``last``
+        sequence = last if self.hparams.chunked else last[:, None] + np.arange(-self.hparams.seq_len + 1, 1)
         as_float = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         return {
             "x": torch.from_numpy(normalised[sequence]),
@@ -156,10 +181,15 @@ class PriceDataModule(pl.LightningDataModule):
         return len(self.settings.names)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        dataset = self.splits[split]
-        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        if self.hparams.chunked:  # one stream per split, in time order
+            dataset = PriceChunks(self.splits[split], self.hparams.seq_len if split == "train" else None)
+            sampler = SequentialSampler(dataset)
+        else:
+            dataset = self.splits[split]
+            order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+            sampler = BatchSampler(order, batch_size, drop_last=False)
         return DataLoader(
-            dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
+            dataset, sampler=sampler, batch_size=None,
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory, persistent_workers=self.hparams.num_workers > 0,
         )

@@ -153,6 +153,9 @@ class PricePipeline:
     target_mean: float = 0.0
     target_std: float = 1.0
     columns: dict = field(default_factory=dict)
+    # trained on the whole series in time-ordered chunks with the recurrent state carried across them
+    # (a stateful net): the stream then advances the state one window at a time with ``step()``
+    stateful: bool = False
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.feature_mean) / self.feature_std).astype(np.float32)
@@ -162,7 +165,7 @@ class PricePipeline:
             "features": self.features.to_dict(), "seq_len": self.seq_len, "horizon": self.horizon,
             "target": self.target, "feature_mean": self.feature_mean.tolist(), "feature_std": self.feature_std.tolist(),
             "target_mean": self.target_mean, "target_std": self.target_std, "columns": dict(self.columns),
-            "feature_names": self.features.names,
+            "feature_names": self.features.names, "stateful": self.stateful,
         }
 
     @classmethod
@@ -171,6 +174,7 @@ class PricePipeline:
             features=FeatureSettings(**d["features"]), seq_len=int(d["seq_len"]), horizon=int(d["horizon"]),
             target=d["target"], feature_mean=np.asarray(d["feature_mean"]), feature_std=np.asarray(d["feature_std"]),
             target_mean=float(d["target_mean"]), target_std=float(d["target_std"]), columns=dict(d.get("columns", {})),
+            stateful=bool(d.get("stateful", False)),
         )
 
     def output(self, prediction, last_close):

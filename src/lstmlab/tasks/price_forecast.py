@@ -11,7 +11,7 @@ from torchmetrics.classification import BinaryAccuracy
 
 from lstmlab.data.price_features import PricePipeline
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.regression import SignalRegressionTask
+from lstmlab.tasks.regression import SignalRegressionTask, detach_state
 
 FORECASTERS = ("model", "persistence", "moving_average")
 
@@ -26,6 +26,9 @@ class PriceForecastTask(SignalRegressionTask):
 
     The datamodule's ``PricePipeline`` (feature settings, normalisation, target) is saved in every checkpoint,
     so ``PriceForecastTask.load_from_checkpoint(path)`` alone can serve a live stream (``lstmlab-stream``).
+
+    A stateful net (one with ``step()``, ``model=price_stateful``) reads the split as one stream
+    (``data.chunked=true``): a forecast at every window, the state carried from chunk to chunk in training.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -40,6 +43,12 @@ class PriceForecastTask(SignalRegressionTask):
                 f"model.net.input_size={self.net.input_size} but data.features give {datamodule.num_features} values "
                 f"per window ({', '.join(datamodule.settings.names)}); set model.net.input_size={datamodule.num_features}"
             )
+        if self.stateful != bool(datamodule.hparams.chunked):
+            raise ConfigError(
+                f"model.net={type(self.net).__name__} with data.chunked={datamodule.hparams.chunked}: a stateful net "
+                "needs data.chunked=true and the others data.chunked=false (experiment=price_forecast_stateful "
+                "sets both)"
+            )
         self.pipeline = datamodule.pipeline
         if self.metrics:
             return
@@ -51,10 +60,15 @@ class PriceForecastTask(SignalRegressionTask):
             })
 
     # ---- steps ---------------------------------------------------------------------------------
+    @property
+    def stateful(self) -> bool:
+        return hasattr(self.net, "step")
+
     def forward(self, x: Tensor, state=None) -> Tensor:
-        """``x`` [batch, seq_len, features] -> the raw forecast of the last window [batch]."""
+        """Raw forecasts: ``x`` [batch, seq_len, features] -> the last window's [batch]; for a stateful net
+        ``x`` [1, windows, features] (one stream) -> every window's, flattened [windows]."""
         out, _ = self.net(x, state)
-        return out[:, -1, 0]
+        return out[..., 0].reshape(-1) if self.stateful else out[:, -1, 0]
 
     def loss(self, pred: Tensor, y: Tensor) -> Tensor:
         if self.pipeline.target == "direction":
@@ -62,15 +76,21 @@ class PriceForecastTask(SignalRegressionTask):
         return nn.functional.mse_loss(pred, y)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self.loss(self(batch["x"]), batch["y"])
+        if self.stateful:  # chunks of one stream, in order: carry the state on, cut from the last chunk's graph
+            out, state = self.net(batch["x"], None if batch["first"] else self._train_state)
+            self._train_state = detach_state(state)
+            loss = self.loss(out[..., 0].reshape(-1), batch["y"].reshape(-1))
+        else:
+            loss = self.loss(self(batch["x"]), batch["y"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
         return loss
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        return self.pipeline.output(self(batch["x"]).double(), batch["last_close"])
+        return self.pipeline.output(self(batch["x"]).double(), batch["last_close"].reshape(-1))
 
     def _update_metrics(self, stage: str, batch: dict) -> None:
         pred = self(batch["x"])
+        batch = {k: v.reshape(-1) if isinstance(v, Tensor) and k != "x" else v for k, v in batch.items()}
         self.loss_mean[stage].update(self.loss(pred, batch["y"]), weight=len(pred))
         forecasts = {
             "model": (self.pipeline.output(pred.double(), batch["last_close"]), self.pipeline.rises(pred)),
@@ -107,7 +127,8 @@ class PriceForecastTask(SignalRegressionTask):
     def forecast_split(self, split) -> dict[str, Tensor]:
         """Every forecaster's values over a whole split (``PriceExamples``), with the actual values and ticks."""
         t = split.tensors
-        pred = self(t["x"].to(self.device)).cpu()
+        x = t["x"].unsqueeze(0) if self.stateful else t["x"]  # a stateful net reads the split as one stream
+        pred = self(x.to(self.device)).cpu()
         return {
             "tick": t["tick"], "actual": t["actual"], "model": self.pipeline.output(pred.double(), t["last_close"]),
             "persistence": t["persistence"], "moving_average": t["moving_average"],
