@@ -158,30 +158,24 @@ class SeriesDataModule(pl.LightningDataModule):
             "horizon": int(self.hparams.horizon),
         }
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        """Training windows reshuffled every epoch (seeded); evaluation windows in time order."""
         dataset = self.windows[split]
-        order = (
-            RandomSampler(dataset, generator=torch.Generator().manual_seed(self.hparams.shuffle_seed))
-            if shuffle
-            else SequentialSampler(dataset)
-        )
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(order, batch_size, drop_last=False),
-            batch_size=None,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
+        if split == "train":
+            order, size = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.hparams.shuffle_seed)), self.hparams.batch_size
+        else:
+            order, size = SequentialSampler(dataset), self.hparams.eval_batch_size or self.hparams.batch_size
+        workers = self.hparams.num_workers
+        return DataLoader(dataset, sampler=BatchSampler(order, size, drop_last=False), batch_size=None,
+                          num_workers=workers, pin_memory=self.hparams.pin_memory, persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+        return self._loader("test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    predict_dataloader = test_dataloader

@@ -174,11 +174,8 @@ class Seq2SeqForecastTask(pl.LightningModule):
         self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(pred))
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._update_metrics("val", batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._update_metrics("test", batch)
+    validation_step = SignalRegressionTask.validation_step  # -> self._update_metrics("val", batch)
+    test_step = SignalRegressionTask.test_step
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self(batch["x"])
@@ -198,17 +195,10 @@ class Seq2SeqForecastTask(pl.LightningModule):
         for name, forecast in forecasts.items():
             self.errors[stage][name].update(forecast, batch["y"])
 
-    # ---- epoch ends ----------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        self.val_loss_best.reset()  # forget the sanity-check validation
-
-    def on_validation_epoch_end(self) -> None:
-        values = self._log_stage("val")
-        self.val_loss_best(values["val/loss"])
-        self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_stage("test")
+    # ---- epoch ends: val/loss_best as the regression task keeps it ------------------------------------------
+    on_train_start = SignalRegressionTask.on_train_start
+    on_validation_epoch_end = SignalRegressionTask.on_validation_epoch_end
+    on_test_epoch_end = SignalRegressionTask.on_test_epoch_end
 
     def _log_stage(self, stage: str) -> dict[str, Tensor]:
         """``<stage>/mae``, ``<stage>/mase_seasonal_naive`` ...: means over targets; per target with several."""
