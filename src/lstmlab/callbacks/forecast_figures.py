@@ -67,13 +67,14 @@ def draw_attention(weights: torch.Tensor, title: str):
     """``weights`` [horizon, heads, input_len] -> one heat map per head."""
     plt = _pyplot()
     heads = weights.shape[1]
-    fig, axes = plt.subplots(1, heads, figsize=(3.2 * heads, 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, heads, figsize=(3.2 * heads, 3.4), squeeze=False)
     for head, ax in enumerate(axes[0]):
         image = ax.imshow(weights[:, head].numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_title(f"head {head}")
         ax.set_xlabel("input step")
         if head == 0:
             ax.set_ylabel("forecast step")
+    fig.subplots_adjust(top=0.82, bottom=0.17, left=0.06, right=0.9)
     fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02)
-    fig.suptitle(f"attention, {title}")
+    fig.suptitle(f"attention weights, {title}")
     return fig
