@@ -103,6 +103,17 @@ class SequenceClassificationTask(pl.LightningModule):
             return (counts[0] / counts[1]).reshape(1)
         return counts.sum() / (len(counts) * counts)
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """``lstmlab-eval`` tests without the run's callbacks (no checkpointing): bring the summary-statistics
+        baseline and the performance table along, so an evaluation reports them too."""
+        if self.trainer.checkpoint_callback is not None:
+            return []
+        from lstmlab.callbacks.baseline import SummaryStatsBaseline
+        from lstmlab.callbacks.performance import PerformanceSummary
+
+        present = {type(callback) for callback in self.trainer.callbacks}
+        return [make() for make in (SummaryStatsBaseline, PerformanceSummary) if make not in present]
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]  # frozen parts stay out of the optimizer
         optimizer = instantiate(self.hparams.optimizer)(params=params)

@@ -1,0 +1,187 @@
+"""Sequence classification in-process: the HDF5 schema and its loader, the datamodule, the classifier net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lstmlab.data.casting import ensure_casting, generate_casting
+from lstmlab.data.sequence_datamodule import SequenceClassificationDataModule, channel_statistics, stratified_split
+from lstmlab.data.sequences import load_sequences
+from lstmlab.errors import DataFileError
+from lstmlab.nets.classifier import LSTMClassifier
+
+
+def write_user_file(path: Path, n: int = 30, t_max: int = 12, channels: int = 3, classes: int = 3, seed: int = 0,
+                    **changes) -> Path:
+    """A valid sequence-classification file; ``changes`` edits a dataset or attribute before writing."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, t_max + 1, size=n)
+    sequences = rng.normal(size=(n, t_max, channels)).astype(np.float32)
+    sequences[np.arange(t_max)[None, :] >= lengths[:, None]] = 0.0
+    content = {
+        "sequences": sequences,
+        "lengths": lengths.astype(np.int64),
+        "labels": (np.arange(n) % classes).astype(np.int64),
+        "attrs": {"class_names": [f"c{k}" for k in range(classes)]},
+    }
+    for name, edit in changes.items():
+        content[name] = edit(content.get(name))
+    with h5py.File(path, "w") as f:
+        for name, value in content.items():
+            if name == "attrs":
+                f.attrs.update(value)
+            elif value is not None:
+                f.create_dataset(name, data=value)
+    return path
+
+
+def _set(array: np.ndarray, index, value) -> np.ndarray:
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+BAD_FILES = {
+    "label_above_k": (dict(labels=lambda a: _set(a, 4, 3)), "dataset 'labels' holds 1 values outside [0, 2] (first: labels[4] = 3)"),
+    "label_negative": (dict(labels=lambda a: _set(a, 7, -1)), "(first: labels[7] = -1)"),
+    "length_zero": (dict(lengths=lambda a: _set(a, 2, 0)), "dataset 'lengths' holds 1 values outside [1, 12] (first: lengths[2] = 0)"),
+    "length_above_t_max": (dict(lengths=lambda a: _set(a, 5, 13)), "(first: lengths[5] = 13); expected 1 <= length <= T_max = 12"),
+    "nan_in_sequence": (dict(sequences=lambda a: _set(a, (3, 1, 2), np.nan)), "holds 1 NaN/Inf values (first at index [3, 1, 2])"),
+    "inf_in_sequence": (dict(sequences=lambda a: _set(a, (9, 0, 0), np.inf)), "(first at index [9, 0, 0])"),
+    "missing_labels": (dict(labels=lambda a: None), "dataset 'labels' is missing"),
+    "labels_wrong_count": (dict(labels=lambda a: a[:-1]), "dataset 'labels' has 29 entries; 'sequences' has N=30"),
+    "channel_names_mismatch": (dict(attrs=lambda a: {**a, "channel_names": ["a", "b"]}), "channel_names lists 2 names; 'sequences' has C=3"),
+    "split_code_unknown": (dict(split=lambda a: np.full(30, 3, np.uint8)), "dataset 'split' holds 30 values outside [0, 2]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_loader_rejects_each_bad_input_naming_it(tmp_path, case):
+    changes, expected = BAD_FILES[case]
+    path = write_user_file(tmp_path / "user.h5", **changes)
+    with pytest.raises(DataFileError) as err:
+        load_sequences(path)
+    assert expected in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_loader_ignores_padding_even_nan(tmp_path):
+    path = write_user_file(tmp_path / "user.h5", sequences=lambda a: _set(a, (0, 11, 0), np.nan),
+                           lengths=lambda a: _set(a, 0, 5))
+    data = load_sequences(path)
+    assert data.num_classes == 3 and data.num_channels == 3
+    assert data.class_names == ["c0", "c1", "c2"] and data.channel_names == ["channel_0", "channel_1", "channel_2"]
+    assert (data.sequences[0, 5:] == 0).all()
+
+
+def test_single_class_in_the_train_split_is_refused(tmp_path):
+    # the file's own split puts only class 0 into train
+    path = write_user_file(tmp_path / "user.h5", classes=2,
+                           split=lambda _: np.where(np.arange(30) % 2 == 0, 0, np.where(np.arange(30) % 3 == 0, 1, 2)).astype(np.uint8))
+    datamodule = SequenceClassificationDataModule(path=str(path))
+    with pytest.raises(DataFileError, match=r"the train split holds a single class \(0, 'c0'\)"):
+        datamodule.setup("fit")
+
+
+def test_datamodule_split_normalisation_and_batches(tmp_path):
+    path = write_user_file(tmp_path / "user.h5", n=60, sequences=lambda a: a * 3.0 + 10.0)
+    datamodule = SequenceClassificationDataModule(path=str(path), batch_size=8, split_seed=3)
+    datamodule.setup("fit")
+    train = datamodule.splits["train"]
+    # statistics over valid steps only: padding zeros would pull the mean of ~10 far down
+    expected_mean, expected_std = channel_statistics(train.sequences.numpy(), train.lengths.numpy())
+    assert np.allclose(datamodule.channel_mean, expected_mean) and (np.abs(expected_mean - 10) < 1.0).all()
+    assert (np.abs(datamodule.channel_std - 3) < 0.6).all()
+    assert datamodule.train_class_counts.tolist() == [14, 14, 14]  # stratified 70 % of 20 per class
+    sizes = {name: len(s) for name, s in datamodule.splits.items()}
+    assert sizes == {"train": 42, "val": 9, "test": 9}
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["x"].shape[1] == int(batch["lengths"].max()) and batch["x"].shape[0] == 8
+
+
+def test_stratified_split_keeps_the_class_mix_and_is_seeded():
+    labels = np.array([0] * 85 + [1] * 15)
+    split = stratified_split(labels, (0.7, 0.15, 0.15), seed=1)
+    assert [int(labels[split[s]].sum()) for s in ("train", "val", "test")] == [11, 2, 2]
+    again = stratified_split(labels, (0.7, 0.15, 0.15), seed=1)
+    assert all((split[s] == again[s]).all() for s in split)
+    assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(100))
+
+
+def test_casting_generator_is_seeded_cached_and_imbalanced(tmp_path):
+    params = {"n_sequences": 400, "min_length": 100, "max_length": 200, "seed": 3}
+    a, b = generate_casting(**params), generate_casting(**params)
+    assert np.array_equal(a.sequences, b.sequences) and np.array_equal(a.labels, b.labels)
+    assert a.sequences.shape == (400, 200, 5) and 100 <= a.lengths.min() and a.lengths.max() <= 200
+    assert 0.10 < a.labels.mean() < 0.22
+    path = ensure_casting(tmp_path, params)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_casting(tmp_path, params) == path and path.stat().st_mtime_ns == stamp  # cached
+    data = load_sequences(path)
+    assert data.channel_names[0] == "mould_level" and data.class_names == ["normal", "defect"]
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+# ---- the net ----------------------------------------------------------------------------------------
+NETS = {
+    "bi_attention": dict(bidirectional=True, pooling="attention"),
+    "bi_last": dict(bidirectional=True, pooling="last"),
+    "uni_mean": dict(bidirectional=False, pooling="mean", norm="layernorm"),
+    "bi_last_packed": dict(bidirectional=True, pooling="last", pack=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_padding_never_changes_the_logits(name):
+    torch.manual_seed(0)
+    net = LSTMClassifier(input_size=3, num_classes=3, hidden_size=8, num_layers=2, hidden_dims=[6], **NETS[name]).eval()
+    x = torch.randn(2, 9, 3)
+    lengths = torch.tensor([9, 5])
+    with torch.no_grad():
+        reference = net(x, lengths)
+        # the same sequences padded to T_max = 20 (zeros) and 31 (garbage): same logits
+        zero_pad = net(torch.cat([x, torch.zeros(2, 11, 3)], 1), lengths)
+        noise_pad = net(torch.cat([x, 100 * torch.randn(2, 22, 3)], 1), lengths)
+        alone = net(x[1:, :5], lengths[1:])
+    assert torch.allclose(zero_pad, reference, atol=1e-5)
+    assert torch.allclose(noise_pad, reference, atol=1e-5)
+    assert torch.allclose(alone, reference[1:], atol=1e-5)
+
+
+def test_attention_weights_sum_to_one_over_valid_steps_only():
+    torch.manual_seed(0)
+    net = LSTMClassifier(input_size=2, num_classes=2, hidden_size=4, num_layers=1, pooling="attention").eval()
+    lengths = torch.tensor([7, 3, 1])
+    net(torch.randn(3, 7, 2), lengths)
+    weights = net.attention_weights
+    assert weights.shape == (3, 7)
+    assert torch.allclose(weights.sum(1), torch.ones(3))
+    padding = torch.arange(7)[None, :] >= lengths[:, None]
+    assert (weights[padding] == 0).all() and (weights[~padding] > 0).all()
+    assert weights[2, 0] == 1.0
+
+
+def test_freeze_stops_the_named_parts_from_learning():
+    torch.manual_seed(0)
+    net = LSTMClassifier(input_size=2, num_classes=2, hidden_size=4, num_layers=2, norm="batchnorm",
+                         freeze=["lstm", "attention"])
+    frozen = {k: v.clone() for k, v in net.named_parameters() if k.startswith(("lstm.", "attention."))}
+    head = {k: v.clone() for k, v in net.named_parameters() if k.startswith("head.")}
+    assert frozen and all(not p.requires_grad for k, p in net.named_parameters() if k in frozen)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)  # even given all parameters
+    for _ in range(2):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.randn(4, 6, 2), torch.tensor([6, 4, 2, 1])),
+                                                                    torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    params = dict(net.named_parameters())
+    assert all(torch.equal(params[k], v) and params[k].grad is None for k, v in frozen.items())
+    assert any(not torch.equal(params[k], v) for k, v in head.items())
+    with pytest.raises(ValueError, match="unknown part 'encoder'"):
+        LSTMClassifier(freeze=["encoder"])

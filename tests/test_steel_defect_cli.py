@@ -1,0 +1,120 @@
+"""experiment=steel_defect through the real CLI: binary and 3-class runs, eval, TensorBoard figures, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import read_metrics, run_cli
+from test_sequence_classification import _set, write_user_file
+
+# small casting data and a small net; the performance table times a few sequences only
+TINY_CLASSIFIER = [
+    "experiment=steel_defect",
+    "data.generator.n_sequences=90",
+    "data.generator.min_length=20",
+    "data.generator.max_length=60",
+    "data.batch_size=16",
+    "model.net.hidden_size=8",
+    "model.net.attention_size=8",
+    "callbacks.performance.latency_sequences=4",
+    "callbacks.performance.throughput_batch=16",
+    "callbacks.progress=null",
+    "extras.print_config=false",
+    "trainer.accelerator=cpu",
+]
+CLASSIFICATION_METRICS = {"test/auroc", "test/aupr", "test/accuracy", "test/f1", "test/loss"}
+PERFORMANCE = {"test/latency_p50_ms", "test/latency_p99_ms", "test/throughput_seq_per_s", "test/peak_memory_mb",
+               "test/num_parameters", "test/model_size_mb"}
+
+
+def train_classifier(tmp_path, *overrides, run_dir="run", **kwargs):
+    run = tmp_path / run_dir
+    proc = run_cli("lstmlab.train", *TINY_CLASSIFIER, *overrides, f"hydra.run.dir={run}", cwd=tmp_path, **kwargs)
+    return proc, run
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    """Two epochs of the tiny binary classifier, shared by the read-only tests below."""
+    tmp = tmp_path_factory.mktemp("steel")
+    _, run = train_classifier(tmp, "trainer.max_epochs=2")
+    return run
+
+
+def test_binary_fast_dev_run_logs_metrics_baseline_and_performance(tmp_path):
+    proc, run = train_classifier(tmp_path, "debug=fast")
+    test = read_metrics(run)["test"]
+    assert CLASSIFICATION_METRICS | PERFORMANCE | {"test/threshold", "test/baseline_auroc", "test/baseline_aupr"} <= set(test)
+    assert "| auroc |" in proc.stdout and "| latency_p50_ms |" in proc.stdout
+    assert "| auroc |" in (run / "performance.md").read_text()
+
+
+def test_three_classes_from_a_user_file_through_the_cli(tmp_path):
+    user = write_user_file(tmp_path / "three.h5", n=60, t_max=15, channels=4, classes=3)
+    _, run = train_classifier(tmp_path, "debug=fast", f"data.path={user}", "model=bilstm_classifier/deep",
+                              "model.net.hidden_size=4", "model.net.hidden_dims=[4]")
+    test = read_metrics(run)["test"]
+    assert CLASSIFICATION_METRICS <= set(test) and "test/threshold" not in test  # argmax, no threshold
+    assert 0.0 <= test["test/auroc"] <= 1.0 and "test/baseline_auroc" in test
+
+
+def test_checkpoint_rebuilds_net_sizes_and_normalisation(classifier_run):
+    from lstmlab.tasks.classification import SequenceClassificationTask
+
+    task = SequenceClassificationTask.load_from_checkpoint(classifier_run / "checkpoints" / "best.ckpt", map_location="cpu")
+    assert task.net.input_size == 5 and task.net.num_classes == 2 and task.net.bidirectional
+    assert bool(task.normaliser_fitted)
+    assert task.input_mean[4] > 100  # cooling water flow in l/min: the raw scale, saved from the train split
+    assert task.class_weight.item() > 2  # pos_weight = n_neg / n_pos for ~15% defects
+    probs = task.probabilities(task(torch.randn(3, 20, 5) + task.input_mean, torch.tensor([20, 7, 1])))
+    assert probs.shape == (3,) and ((probs > 0) & (probs < 1)).all()
+
+
+def test_eval_reproduces_the_test_metrics_and_the_performance_table(classifier_run, tmp_path):
+    proc = run_cli("lstmlab.evaluate", f"ckpt_path={classifier_run / 'checkpoints' / 'best.ckpt'}", "extras.print_config=false",
+            f"hydra.run.dir={tmp_path / 'eval'}", cwd=classifier_run.parent)
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    original = read_metrics(classifier_run)["test"]
+    for key in sorted(CLASSIFICATION_METRICS | {"test/threshold", "test/baseline_auroc"}):
+        assert evaluated[key] == pytest.approx(original[key], rel=1e-5, abs=1e-6), key
+    assert PERFORMANCE <= set(evaluated) and "| latency_p99_ms |" in proc.stdout
+
+
+def test_tensorboard_holds_the_figures(classifier_run):
+    images, scalars = set(), set()
+    for events in (classifier_run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        images |= set(acc.Tags()["images"])
+        scalars |= set(acc.Tags()["scalars"])
+    assert {"test/roc_pr", "test/confusion_matrix", "test/attention"} <= images
+    assert {"val/auroc", "val/auroc_best", "val/aupr", "test/auroc", "test/baseline_auroc", "train/loss_epoch"} <= scalars
+
+
+# (id, entry point, overrides, bad file edits or None, what stderr must name)
+BAD = [
+    ("labels_out_of_range", "lstmlab.train", dict(labels=lambda a: _set(a, 4, 7)), "(first: labels[4] = 7)"),
+    ("channel_mismatch_vs_checkpoint", "lstmlab.evaluate", dict(), "has 3 channels but the model takes 5"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_exits_with_one_clear_line(tmp_path, classifier_run, case):
+    _, module, edits, expected = case
+    user = write_user_file(tmp_path / "user.h5", classes=2, **edits)
+    before = hashlib.sha256(user.read_bytes()).hexdigest()
+    if module == "lstmlab.train":
+        args = [*TINY_CLASSIFIER, f"data.path={user}"]
+    else:
+        args = [f"ckpt_path={classifier_run / 'checkpoints' / 'best.ckpt'}", f"data_path={user}"]
+    proc = run_cli(module, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and str(user) in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert hashlib.sha256(user.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "run" / "checkpoints").exists()
