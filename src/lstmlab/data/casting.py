@@ -42,7 +42,7 @@ def generate_casting(
     max_length: int = 500,
     defect_rate: float = 0.15,
     label_noise: float = 0.02,
-    event_amplitude: tuple[float, float] = (2.5, 4.5),
+    event_amplitude: tuple[float, float] = (3.5, 6.0),
     seed: int = 7,
 ) -> SequenceData:
     """``n_sequences`` sequences of ``min_length``-``max_length`` steps; amplitudes in units of sensor noise."""
