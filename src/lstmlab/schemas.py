@@ -437,7 +437,7 @@ class CastingGeneratorSchema:
     max_length: int = 500
     defect_rate: float = 0.15
     label_noise: float = 0.02
-    event_amplitude: list[float] = field(default_factory=lambda: [2.5, 4.5])
+    event_amplitude: list[float] = field(default_factory=lambda: [3.5, 6.0])
     seed: int = 7
 
     def problems(self) -> Iterator[Problem]:
