@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lstmlab.data.casting import ensure_casting
 from lstmlab.data.sequences import SPLITS, SequenceData, load_sequences
-from lstmlab.data.signal_datamodule import check_split_fractions
+from lstmlab.data.signal_datamodule import SignalDataModule, check_split_fractions
 from lstmlab.errors import ConfigError, DataFileError
 
 
@@ -169,14 +169,10 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
             persistent_workers=self.hparams.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
+    # train: shuffled and bucketed; val/test: in order, eval_batch_size (the signal datamodule's rule)
+    train_dataloader = SignalDataModule.train_dataloader
+    val_dataloader = SignalDataModule.val_dataloader
+    test_dataloader = SignalDataModule.test_dataloader
 
 
 def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:

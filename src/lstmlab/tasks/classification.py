@@ -8,7 +8,6 @@ saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from torchmetrics import CatMetric, MaxMetric
 from torchmetrics import functional as M
 
 from lstmlab.errors import ConfigError
+from lstmlab.tasks.regression import SignalRegressionTask
 
 WEIGHTINGS = ("balanced", "none")
 
@@ -114,18 +114,9 @@ class SequenceClassificationTask(pl.LightningModule):
         present = {type(callback) for callback in self.trainer.callbacks}
         return [make() for make in (SummaryStatsBaseline, PerformanceSummary) if make not in present]
 
-    def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]  # frozen parts stay out of the optimizer
-        optimizer = instantiate(self.hparams.optimizer)(params=params)
-        if self.hparams.scheduler is None:
-            return optimizer
-        make_scheduler = instantiate(self.hparams.scheduler)
-        if "total_steps" in inspect.signature(make_scheduler.func).parameters:
-            steps = int(self.trainer.estimated_stepping_batches)
-            scheduler = make_scheduler(optimizer=optimizer, total_steps=steps)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        scheduler = make_scheduler(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+    # the regression task's optimizer/scheduler set-up fits as it is (frozen parameters never get a gradient,
+    # so the optimizer leaves them alone)
+    configure_optimizers = SignalRegressionTask.configure_optimizers
 
     # ---- steps ---------------------------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
