@@ -436,7 +436,7 @@ class CastingGeneratorSchema:
     min_length: int = 100
     max_length: int = 500
     defect_rate: float = 0.15
-    label_noise: float = 0.02
+    label_noise: float = 0.01
     event_amplitude: list[float] = field(default_factory=lambda: [3.5, 6.0])
     seed: int = 7
 

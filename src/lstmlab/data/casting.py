@@ -6,7 +6,7 @@ noisy sensor baselines. What makes a defect is how the events relate in time, ne
 
 - ``speed_after_spike``: the speed drop starts 4-20 steps *after* the level spike (normal: it comes before it);
 - ``heat_after_dip``: the temperature bump starts 4-20 steps *after* the cooling dip (normal: before it);
-- ``fast_oscillation``: the oscillation burst has a period of 4-7 steps (normal: 14-24 steps, same amplitude).
+- ``fast_oscillation``: the 40-step oscillation burst has a period of 8-12 steps (normal: 30-50, same amplitude).
 
 Each defect sequence carries one of these causes. Since defect and normal sequences hold the same events with
 the same amplitudes, per-channel means, deviations and extremes barely tell them apart; the order and the
@@ -34,6 +34,7 @@ BASELINE = np.array([0.0, 1.2, 210.0, 1545.0, 150.0])
 NOISE = np.array([1.0, 0.01, 1.5, 0.8, 2.0])
 LEVEL, SPEED, TEMPERATURE, TUNDISH, FLOW = range(5)
 SCHEMA_NAME = "casting"
+GENERATOR_VERSION = 2  # part of the cache key: files of older generators are not reused
 
 
 def generate_casting(
@@ -41,7 +42,7 @@ def generate_casting(
     min_length: int = 100,
     max_length: int = 500,
     defect_rate: float = 0.15,
-    label_noise: float = 0.02,
+    label_noise: float = 0.01,
     event_amplitude: tuple[float, float] = (3.5, 6.0),
     seed: int = 7,
 ) -> SequenceData:
@@ -81,10 +82,10 @@ def _casting_sequence(rng: np.random.Generator, length: int, cause: int, amplitu
     x[:, FLOW] -= amp() * _window(t, dip, 15)
     x[:, TEMPERATURE] += amp() * np.sin(np.pi * np.clip((t - bump) / 30.0, 0.0, 1.0))
     # oscillation burst: the period tells a defect from normal mould oscillation
-    period = rng.uniform(4.0, 7.0) if cause == 2 else rng.uniform(14.0, 24.0)
+    period = rng.uniform(8.0, 12.0) if cause == 2 else rng.uniform(30.0, 50.0)
     at, span = start(40), 40
     envelope = _window(t, at, span)
-    x[:, LEVEL] += amp() * 0.7 * envelope * np.sin(2 * np.pi * (t - at) / period + rng.uniform(0, 2 * np.pi))
+    x[:, LEVEL] += amp() * envelope * np.sin(2 * np.pi * (t - at) / period + rng.uniform(0, 2 * np.pi))
     return BASELINE + NOISE * x
 
 
@@ -94,7 +95,7 @@ def _window(t: np.ndarray, begin: int, span: int) -> np.ndarray:
 
 
 def cached_casting_path(data_dir: str | os.PathLike, params: dict) -> Path:
-    return Path(data_dir) / f"{SCHEMA_NAME}-{params_hash({'schema': SCHEMA_NAME, **params})}.h5"
+    return Path(data_dir) / f"{SCHEMA_NAME}-{params_hash({'schema': SCHEMA_NAME, 'version': GENERATOR_VERSION, **params})}.h5"
 
 
 def ensure_casting(data_dir: str | os.PathLike, params: dict) -> Path:
