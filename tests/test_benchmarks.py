@@ -18,8 +18,12 @@ MEASURED = {
     "startup_time": {"help_s", "cfg_job_s", "import_hydra_s"},
     "price_streaming": {"ticks_per_s", "latency_p50_ms", "latency_p99_ms", "latency_p99_ms_default_threads"},
     "data_path": {"hdf5_load_ms", "loader_ms_per_batch", "step_ms_per_batch", "loader_pct_of_step"},
+    "classifier_inference": {"latency_p50_ms", "latency_p99_ms", "latency_p50_ms_default_threads",
+                             "batch_256_sequences_per_s", "parameters", "size_mb"},
+    "sweep_efficiency": {"epochs_none", "epochs_median", "best_val_loss_none", "best_val_loss_median",
+                         "epochs_saved", "best_value_change"},
 }
-NOT_BUILT = {"classifier_inference", "sweep_efficiency"}
+NOT_BUILT: set[str] = set()  # measurements whose subject has not landed
 
 
 def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
@@ -52,5 +56,5 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
 
     assert (tmp_path / "results" / report["plot"]).stat().st_size > 0
     table = proc.stdout
-    assert table.startswith("| measurement |") and "n/a (not built yet)" in table
+    assert table.startswith("| measurement |") and ("n/a (not built yet)" in table) == bool(NOT_BUILT)
     assert table.count("\n|") >= 1 + len(MEASURED) + len(NOT_BUILT)
