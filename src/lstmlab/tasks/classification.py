@@ -21,11 +21,12 @@ from torchmetrics import functional as M
 
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.regression import SignalRegressionTask
+from lstmlab.tasks.train_loss import TrainLossLogging
 
 WEIGHTINGS = ("balanced", "none")
 
 
-class SequenceClassificationTask(pl.LightningModule):
+class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
     """Metrics per stage: loss, auroc, aupr (average precision), accuracy, f1; ``val/auroc_best`` for sweeps.
 
     Binary: accuracy and F1 at the threshold that maximises F1 on validation, applied unchanged on test.
@@ -133,7 +134,7 @@ class SequenceClassificationTask(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.loss(self(batch["x"], batch["lengths"]), batch["y"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
+        self.log_train_loss(loss, len(batch["y"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -82,7 +82,7 @@ class PriceForecastTask(SignalRegressionTask):
             loss = self.loss(out[..., 0].reshape(-1), batch["y"].reshape(-1))
         else:
             loss = self.loss(self(batch["x"]), batch["y"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
+        self.log_train_loss(loss, len(batch["y"]))
         return loss
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
 from lstmlab.errors import ConfigError
+from lstmlab.tasks.train_loss import TrainLossLogging
 
 
 def detach_state(state: Any) -> Any:
@@ -24,7 +25,7 @@ def detach_state(state: Any) -> Any:
     return state
 
 
-class SignalRegressionTask(pl.LightningModule):
+class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
     """MSE on every step; MSE, MAE and R² per frequency at validation and test.
 
     ``net``, ``optimizer`` and ``scheduler`` are configs (``_target_`` dicts) and are saved as
@@ -94,7 +95,7 @@ class SignalRegressionTask(pl.LightningModule):
         pred, state = self(batch["x"], state)
         self._train_state = detach_state(state)
         loss = self.loss_fn(pred, batch["y"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(pred))
+        self.log_train_loss(loss, len(pred))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

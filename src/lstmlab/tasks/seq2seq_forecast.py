@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric, Metric, MinMetric
 
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.regression import SignalRegressionTask
+from lstmlab.tasks.train_loss import TrainLossLogging
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
 SCHEDULES = ("constant", "linear", "inverse_sigmoid")
@@ -75,7 +76,7 @@ class ForecastErrors(Metric):
         }
 
 
-class Seq2SeqForecastTask(pl.LightningModule):
+class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
     """Trains ``net`` (an encoder-decoder forecaster) on scaled windows with scheduled teacher forcing.
 
     ``net.input_size`` / ``net.output_size`` left null are taken from the data (targets + covariates, targets)
@@ -170,7 +171,7 @@ class Seq2SeqForecastTask(pl.LightningModule):
         ratio = self.current_teacher_forcing()
         pred = self.net(self.scale(batch["x"]), target.shape[1], target=target, teacher_forcing_ratio=ratio)
         loss = self.loss_fn(pred, target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(pred))
+        self.log_train_loss(loss, len(pred))
         self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(pred))
         return loss
 
