@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -135,7 +136,10 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
 
 
 def check_output_dir(output_dir: Path, resuming: bool) -> None:
-    """Fail before any work when the run dir already holds another run's results (never overwrite them)."""
+    """Fail before any work when the run dir already holds another run's results (never overwrite them).
+    DDP's other ranks (started by rank 0's Trainer, LOCAL_RANK set) share rank 0's run dir by design."""
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        return
     if not resuming and ((output_dir / "checkpoints").exists() or (output_dir / "metrics.json").exists()):
         raise ConfigError(
             f"hydra.run.dir={output_dir} already holds a run; pass resume=true to continue it, "

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lstmlab.data.casting import ensure_casting
+from lstmlab.data.ranks import RankShare
 from lstmlab.data.sequences import SPLITS, SequenceData, load_sequences
 from lstmlab.data.signal_datamodule import SignalDataModule, check_split_fractions
 from lstmlab.errors import ConfigError, DataFileError
@@ -159,7 +160,7 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.splits[split]
         bucket = self.hparams.bucket_size if shuffle else 1
-        sampler = LengthBuckets(dataset.lengths.numpy(), batch_size, shuffle, bucket, self.hparams.split_seed)
+        sampler = RankShare(LengthBuckets(dataset.lengths.numpy(), batch_size, shuffle, bucket, self.hparams.split_seed))
         return DataLoader(
             dataset,
             sampler=sampler,

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lstmlab.data.ranks import RankShare
 from lstmlab.data.series import SeriesData, ensure_series, load_series, parse_times
 from lstmlab.errors import ConfigError
 
@@ -166,7 +167,7 @@ class SeriesDataModule(pl.LightningDataModule):
         else:
             order, size = SequentialSampler(dataset), self.hparams.eval_batch_size or self.hparams.batch_size
         workers = self.hparams.num_workers
-        return DataLoader(dataset, sampler=BatchSampler(order, size, drop_last=False), batch_size=None,
+        return DataLoader(dataset, sampler=RankShare(BatchSampler(order, size, drop_last=False)), batch_size=None,
                           num_workers=workers, pin_memory=self.hparams.pin_memory, persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:

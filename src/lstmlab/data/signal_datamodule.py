@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lstmlab.data.ranks import rank_and_world, share
 from lstmlab.data.signals import SignalData, ensure_signals, load_signals
 from lstmlab.errors import ConfigError
 
@@ -61,7 +62,8 @@ class SignalChunks(Dataset):
 
 
 class ChunkSampler(Sampler[ChunkKey]):
-    """Groups of ``batch_size`` examples (reshuffled every epoch when ``shuffle``), each group chunk by chunk."""
+    """Groups of ``batch_size`` examples (reshuffled every epoch when ``shuffle``), each group chunk by chunk.
+    Under DDP each rank takes its share of every group (``lstmlab.data.ranks``)."""
 
     def __init__(self, num_examples: int, num_chunks: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
         self.num_examples = num_examples
@@ -78,8 +80,9 @@ class ChunkSampler(Sampler[ChunkKey]):
         order = np.arange(self.num_examples)
         if self.shuffle:
             order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_examples)
+        rank, world = rank_and_world()
         for begin in range(0, self.num_examples, self.batch_size):
-            group = tuple(int(i) for i in order[begin : begin + self.batch_size])
+            group = tuple(share([int(i) for i in order[begin : begin + self.batch_size]], rank, world))
             for chunk in range(self.num_chunks):
                 yield group, chunk
 
