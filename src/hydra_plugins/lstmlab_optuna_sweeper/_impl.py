@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -75,6 +76,11 @@ class OptunaSweep:
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        if self.s["n_jobs"] is None:  # as many trials at once as a parallel launcher runs (joblib's n_jobs)
+            parallel = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+            if isinstance(parallel, int) and parallel < 0:  # joblib's -1: every core, -2: all but one ...
+                parallel = (os.cpu_count() or 1) + 1 + parallel
+            self.s["n_jobs"] = parallel if isinstance(parallel, int) and parallel > 0 else 1
 
     # ---- settings ------------------------------------------------------------------------------------
     def check_settings(self) -> list[str]:

@@ -26,8 +26,9 @@ class LstmlabOptunaSweeperConf:
     study_name: str = "lstmlab"
     # total finished trials of the study, counting those already in storage
     n_trials: int = 20
-    # trials launched together (in parallel with a parallel Hydra launcher)
-    n_jobs: int = 1
+    # trials launched together (in parallel with a parallel Hydra launcher); null: the launcher's n_jobs
+    # (hydra/launcher=joblib hydra.launcher.n_jobs=4), else 1
+    n_jobs: Optional[int] = None
     # stop once more than max_failure_rate * n_trials trials of the study have failed
     max_failure_rate: float = 0.25
     # seconds between heartbeats of running trials; a trial silent for grace_period (default 2 x interval) is
