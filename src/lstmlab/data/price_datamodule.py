@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lstmlab.data.cached_file import FileOrGeneratedDataModule
 from lstmlab.data.price_features import (
     FeatureSettings,
     PricePipeline,
@@ -66,7 +66,11 @@ class PriceChunks(Dataset):
         return {k: v[part].unsqueeze(0) for k, v in self.tensors.items()} | {"first": chunk == 0}
 
 
-class PriceDataModule(pl.LightningDataModule):
+class PriceDataModule(FileOrGeneratedDataModule):
+    """Price history (OHLCV CSV, or the generated series) -> window features -> sequences of windows."""
+
+    generate = staticmethod(ensure_prices)
+
     def __init__(
         self,
         path: str | None = None,
@@ -93,14 +97,6 @@ class PriceDataModule(pl.LightningDataModule):
         self.pipeline: PricePipeline | None = None
         self.splits: dict[str, PriceExamples] = {}
 
-    @property
-    def file_path(self) -> str:
-        if self.hparams.path is not None:
-            return str(self.hparams.path)
-        return str(ensure_prices(self.hparams.data_dir, dict(self.hparams.generator or {})))
-
-    def prepare_data(self) -> None:
-        self.file_path  # generates and caches the file once, before any process reads it
 
     def load_series(self) -> PriceSeries:
         if self.hparams.path is None:

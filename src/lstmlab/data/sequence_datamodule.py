@@ -12,10 +12,10 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lstmlab.data.cached_file import FileOrGeneratedDataModule
 from lstmlab.data.casting import ensure_casting
 from lstmlab.data.ranks import RankShare
 from lstmlab.data.sequences import SPLITS, SequenceData, load_sequences
@@ -79,8 +79,10 @@ class LengthBuckets(Sampler[list[int]]):
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
-class SequenceClassificationDataModule(pl.LightningDataModule):
+class SequenceClassificationDataModule(FileOrGeneratedDataModule):
     """Reads ``path`` (or generates the casting data into ``data_dir``) and serves train/val/test batches."""
+
+    generate = staticmethod(ensure_casting)
 
     def __init__(
         self,
@@ -102,14 +104,6 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
         self.channel_mean: np.ndarray | None = None
         self.channel_std: np.ndarray | None = None
 
-    @property
-    def file_path(self) -> str:
-        if self.hparams.path is not None:
-            return str(self.hparams.path)
-        return str(ensure_casting(self.hparams.data_dir, dict(self.hparams.generator or {})))
-
-    def prepare_data(self) -> None:
-        self.file_path  # generates and caches the file once, before any process reads it
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:

@@ -12,10 +12,10 @@ import bisect
 from collections.abc import Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lstmlab.data.cached_file import FileOrGeneratedDataModule
 from lstmlab.data.ranks import RankShare
 from lstmlab.data.series import SeriesData, ensure_series, load_series, parse_times
 from lstmlab.errors import ConfigError
@@ -67,8 +67,10 @@ def split_bounds(num_steps: int, fractions: Sequence[float] | None, dates: Seque
     return [0, n_train, n_train + n_val, num_steps]
 
 
-class SeriesDataModule(pl.LightningDataModule):
+class SeriesDataModule(FileOrGeneratedDataModule):
     """Reads (or generates) the series, cuts windows per split and fits the scaler on the train segment."""
+
+    generate = staticmethod(ensure_series)
 
     def __init__(
         self,
@@ -98,14 +100,6 @@ class SeriesDataModule(pl.LightningDataModule):
         self.bounds: list[int] = []
         self.scaler_mean = self.scaler_std = self.mase_scale = None
 
-    @property
-    def file_path(self) -> str:
-        if self.hparams.path is not None:
-            return str(self.hparams.path)
-        return str(ensure_series(self.hparams.data_dir, dict(self.hparams.generator or {})))
-
-    def prepare_data(self) -> None:
-        self.file_path  # generates and caches the default series once
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:

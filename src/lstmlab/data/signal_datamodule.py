@@ -12,10 +12,10 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lstmlab.data.cached_file import FileOrGeneratedDataModule
 from lstmlab.data.ranks import rank_and_world, share
 from lstmlab.data.signals import SignalData, ensure_signals, load_signals
 from lstmlab.errors import ConfigError
@@ -90,8 +90,10 @@ class ChunkSampler(Sampler[ChunkKey]):
         return math.ceil(self.num_examples / self.batch_size) * self.num_chunks
 
 
-class SignalDataModule(pl.LightningDataModule):
+class SignalDataModule(FileOrGeneratedDataModule):
     """Generates (or reads) the signal file, splits samples into train/val/test and serves chunk batches."""
+
+    generate = staticmethod(ensure_signals)
 
     def __init__(
         self,
@@ -111,14 +113,6 @@ class SignalDataModule(pl.LightningDataModule):
         self.data: SignalData | None = None
         self.splits: dict[str, SignalChunks] = {}
 
-    @property
-    def file_path(self) -> str:
-        if self.hparams.path is not None:
-            return str(self.hparams.path)
-        return str(ensure_signals(self.hparams.data_dir, dict(self.hparams.generator or {})))
-
-    def prepare_data(self) -> None:
-        self.file_path  # generates and caches the file once, before any process reads it
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
