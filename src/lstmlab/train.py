@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from lstmlab.errors import reported_errors
 from lstmlab.help_listing import list_groups_once
-from lstmlab.schemas import register_schemas
+from lstmlab.schemas import register_schemas, validate_config
 
 register_schemas()
 list_groups_once()
@@ -19,6 +19,7 @@ list_groups_once()
 @hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with reported_errors():
+        validate_config(cfg)  # an out-of-range value fails before torch is imported (a second, not five)
         from lstmlab.runner import run_training
 
         return run_training(cfg)
