@@ -21,14 +21,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lstmlab.errors import ConfigError, in_multirun
-from lstmlab.schemas import validate_config
 
 log = logging.getLogger(__name__)
 
 
 def run_training(cfg: DictConfig) -> float | None:
-    """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers)."""
-    validate_config(cfg)
+    """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers).
+    ``cfg`` has passed ``validate_config`` (the entry point checks it before importing torch)."""
     output_dir = Path(cfg.paths.output_dir)
     resume_from = checkpoint_to_resume(cfg, output_dir)
     check_output_dir(output_dir, resuming=resume_from is not None)
