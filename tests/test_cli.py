@@ -104,6 +104,36 @@ def test_same_seed_same_metrics(tmp_path):
     assert read_metrics(c)["test"] != read_metrics(a)["test"]
 
 
+def _scalar_series(run: Path, tag: str) -> list[float]:
+    values = []
+    for f in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars(tag)]
+    return values
+
+
+def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
+    from lstmlab.tasks.regression import SignalRegressionTask
+
+    # a tenth: under the one-cycle schedule of signal_l1 the recurrent weights' rate is 0.1x the rest's at every step
+    _, slow = train(tmp_path, "experiment=signal_l1", "model.recurrent_lr_scale=0.1", "trainer.log_every_n_steps=1",
+                    "callbacks.lr_monitor.logging_interval=step", run_dir="slow")
+    others, recurrent = _scalar_series(slow, "lr-Adam/others"), _scalar_series(slow, "lr-Adam/recurrent")
+    assert len(others) == len(recurrent) > 2
+    assert len(set(others)) > 2  # the schedule moves
+    assert recurrent == pytest.approx([0.1 * lr for lr in others], rel=1e-6)
+    # zero: the recurrence stays the oscillator bank it started as; the gates' input weights and the head train
+    _, frozen = train(tmp_path, "experiment=signal_l1", "model.recurrent_lr_scale=0", run_dir="frozen")
+    checkpoint = torch.load(frozen / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    trained = checkpoint["state_dict"]
+    start = SignalRegressionTask(**checkpoint["hyper_parameters"]).state_dict()
+    assert torch.equal(trained["net.layers.0.weight_hh_l0"], start["net.layers.0.weight_hh_l0"])
+    assert not torch.allclose(trained["net.layers.0.weight_ih_l0"], start["net.layers.0.weight_ih_l0"])
+    assert not torch.allclose(trained["net.head.0.weight"], start["net.head.0.weight"])
+
+
 def test_overrides_reach_the_run(tmp_path):
     _, run = train(tmp_path, "model=sequence", "model.hidden_size=6", "model.num_layers=3",
                    "trainer.max_epochs=1", "trainer.gradient_clip_val=0.5")

@@ -120,3 +120,45 @@ def test_unknown_cell_and_activation_are_named():
         StatefulLSTM(cell="rnn")
     with pytest.raises(ValueError, match="head_activation='swish'"):
         SequenceLSTM(head_activation="swish")
+
+
+def cell_states(layer: torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """The cell state after every step of one sample, [time, hidden] (nn.LSTM returns only the last)."""
+    state, cells = None, []
+    for t in range(x.shape[1]):
+        _, state = layer(x[:, t : t + 1], state)
+        cells.append(state[1][0, 0])
+    return torch.stack(cells)
+
+
+@pytest.mark.parametrize("net_class", [StatefulLSTM, SequenceLSTM])
+def test_oscillator_init_rotates_each_pair_at_its_period_and_decays(net_class):
+    torch.manual_seed(0)
+    periods, decay = [10.0, 80.0], 50.0
+    net = net_class(hidden_size=8, num_layers=2, init="oscillators", init_periods=periods, init_decay_steps=decay)
+    first = net.layers[0] if net_class is StatefulLSTM else net.rnn
+    x = torch.zeros(1, 120, 5)
+    x[0, 0] = torch.tensor([0.5, 1.0, 0.0, 0.0, 0.0])  # an impulse, then silence: the layer's own dynamics
+    with torch.no_grad():
+        c = cell_states(first, x).double()
+    z = torch.complex(c[:, 0::2], c[:, 1::2])  # one complex number per pair of units
+    advance = z[11:] / z[10:-1]  # per step, after the impulse
+    expected = torch.tensor([10.0, 20.0, 40.0, 80.0], dtype=torch.float64)  # log-spaced over [10, 80]
+    torch.testing.assert_close(advance.angle().mean(0), 2 * torch.pi / expected, rtol=1e-3, atol=0)
+    torch.testing.assert_close(advance.abs().mean(0), torch.full((4,), torch.exp(torch.tensor(-1 / decay)).item(),
+                               dtype=torch.float64), rtol=1e-3, atol=0)
+    # a filter bank, not a random recurrence: a unit's amplitude stays within tanh's near-linear range
+    assert c.abs().max() < 0.2
+
+
+def test_oscillator_init_is_an_lstm_first_layer_only():
+    torch.manual_seed(1)
+    net = StatefulLSTM(hidden_size=8, num_layers=2, init="oscillators")
+    upper = StatefulLSTM(hidden_size=8, num_layers=2, init="xavier_orthogonal").layers[1]
+    assert net.layers[0].weight_hh_l0[:16].abs().sum() == 0  # gates read no recurrence at first
+    assert net.layers[1].weight_hh_l0.shape == upper.weight_hh_l0.shape
+    assert net.layers[1].weight_hh_l0[:8].abs().sum() > 0  # the layer above starts orthogonal, as before
+    with pytest.raises(ValueError, match="init='oscillators' needs LSTM cells"):
+        StatefulLSTM(cell="gru", init="oscillators")
+    with pytest.raises(ValueError, match=r"periods=\[1.0, 50.0\]"):
+        SequenceLSTM(init="oscillators", init_periods=[1.0, 50.0])

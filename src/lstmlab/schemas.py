@@ -48,6 +48,9 @@ class RecurrentNetSchema:
     head_hidden: list[int] = field(default_factory=list)
     head_activation: str = "relu"
     init: str = "xavier_orthogonal"
+    # init=oscillators: the first layer's oscillator periods [shortest, longest] and amplitude decay, in steps
+    init_periods: list[float] = field(default_factory=lambda: [4.0, 200.0])
+    init_decay_steps: float = 50.0
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)
@@ -58,7 +61,12 @@ class RecurrentNetSchema:
         yield from _fraction("dropout", self.dropout)
         yield from _one_of("cell", self.cell, ("lstm", "gru"))
         yield from _one_of("head_activation", self.head_activation, ("relu", "gelu", "tanh", "silu", "elu"))
-        yield from _one_of("init", self.init, ("default", "xavier_orthogonal"))
+        yield from _one_of("init", self.init, ("default", "xavier_orthogonal", "oscillators"))
+        if self.init == "oscillators" and self.cell != "lstm":
+            yield "cell", f"must be 'lstm' with init=oscillators (an LSTM's cell states oscillate), got {self.cell!r}"
+        if len(self.init_periods) != 2 or not 2 <= self.init_periods[0] <= self.init_periods[1]:
+            yield "init_periods", f"must be [shortest, longest] in steps with 2 <= shortest <= longest, got {list(self.init_periods)}"
+        yield from _positive("init_decay_steps", self.init_decay_steps)
         for width in self.head_hidden:
             yield from _positive("head_hidden", width)
 
@@ -93,9 +101,12 @@ class RegressionTaskSchema:
     hidden_size: Optional[int] = None
     num_layers: Optional[int] = None
     metric_skip_steps: int = 0
+    recurrent_lr_scale: float = 1.0
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("hidden_size", self.hidden_size)
+        if self.recurrent_lr_scale < 0:
+            yield "recurrent_lr_scale", f"must be >= 0 (0 freezes the recurrent weights), got {self.recurrent_lr_scale}"
         if self.num_layers is not None and self.num_layers < 1:
             yield "num_layers", f"must be >= 1, got {self.num_layers}"
         if self.metric_skip_steps < 0:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import torch
 from torch import nn
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
-INITS = ("default", "xavier_orthogonal")
+INITS = ("default", "xavier_orthogonal", "oscillators")
 
 
 def make_recurrent(
@@ -24,15 +28,30 @@ def make_recurrent(
     )
 
 
-def init_recurrent(module: nn.RNNBase, scheme: str) -> None:
-    """Xavier input weights, orthogonal recurrent weights per gate, zero biases with forget bias 1.
+def init_recurrent(
+    module: nn.RNNBase, scheme: str, periods: Sequence[float] = (4.0, 200.0), decay_steps: float = 50.0
+) -> None:
+    """Initialise a recurrent module's weights by ``scheme``:
 
-    The forget bias of 1 keeps the cell state alive early in training, which long signals need.
+    - ``default``: torch's own (uniform in +-1/sqrt(hidden));
+    - ``xavier_orthogonal``: Xavier input weights, orthogonal recurrent weights per gate, zero biases with
+      forget bias 1 (keeps the cell state alive early in training, which long signals need);
+    - ``oscillators`` (LSTM only): ``xavier_orthogonal``, then the first layer becomes a bank of damped
+      oscillators (see ``init_oscillator_bank``) with ``periods`` [shortest, longest] in steps and amplitudes
+      that decay by 1/e in ``decay_steps`` steps.
     """
     if scheme not in INITS:
         raise ValueError(f"init={scheme!r}: unknown initialisation; choose one of {list(INITS)}")
     if scheme == "default":
         return
+    _init_xavier_orthogonal(module)
+    if scheme == "oscillators":
+        if not isinstance(module, nn.LSTM):
+            raise ValueError(f"init='oscillators' needs LSTM cells, got {type(module).__name__}; use cell=lstm")
+        init_oscillator_bank(module, periods, decay_steps)
+
+
+def _init_xavier_orthogonal(module: nn.RNNBase) -> None:
     gates = 4 if isinstance(module, nn.LSTM) else 3
     hidden = module.hidden_size
     for name, param in module.named_parameters():
@@ -45,3 +64,46 @@ def init_recurrent(module: nn.RNNBase, scheme: str) -> None:
             nn.init.zeros_(param)
             if gates == 4 and name.startswith("bias_ih"):
                 param.data[hidden : 2 * hidden] = 1.0
+
+
+def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: float) -> None:
+    """Make the first layer of ``lstm`` a bank of damped oscillators, one per pair of hidden units.
+
+    Why: a recurrent net trained with gradients truncated after one step (``tbptt_steps=1``) never learns
+    what its state should remember for later steps; it can only learn to read a state that already holds the
+    past. Pairs of cell states that rotate, ``c_t ~ r R(2 pi / period) c_{t-1} + input``, hold the recent input
+    band-passed around their period: the readout and gates learn from that, one step at a time, and the
+    recurrence still trains on. Periods are log-spaced over ``periods`` (in steps), so the bank is generic,
+    not tuned to one signal; the decay ``r = exp(-1 / decay_steps)`` sets each filter's bandwidth.
+
+    The rotation is exact for small cell states: input and output gates start at sigmoid(0) = 1/2, the forget
+    gate at ``r``, and the candidate's recurrent weights of each pair add ``r (R - I)`` through ``h = o tanh(c)``.
+    The candidate's input weights are small (scaled by ``1 - r``) so a filter's response stays in tanh's linear
+    range; the gates get no recurrent weights, only small input weights, so they start constant.
+    """
+    shortest, longest = (float(p) for p in periods)
+    if not 2.0 <= shortest <= longest:
+        raise ValueError(f"oscillator periods={list(periods)}: need 2 <= shortest <= longest (in steps)")
+    if decay_steps <= 0:
+        raise ValueError(f"oscillator decay_steps={decay_steps}: must be > 0 (steps)")
+    hidden = lstm.hidden_size
+    pairs = hidden // 2
+    radius = math.exp(-1.0 / decay_steps)
+    gate_gain = 0.5 * 0.5  # input gate x output gate at zero bias; tanh'(0) = 1
+    angles = 2 * math.pi / torch.logspace(math.log10(shortest), math.log10(longest), max(pairs, 1))
+    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+    input_gate, forget_gate, candidate, _ = (slice(k * hidden, (k + 1) * hidden) for k in range(4))
+    with torch.no_grad():
+        w_hh.zero_()
+        b_hh.zero_()
+        b_ih.zero_()
+        b_ih[forget_gate] = math.log(radius / (1.0 - radius))  # sigmoid(bias) = radius
+        nn.init.uniform_(w_ih, -0.1, 0.1)
+        w_ih[candidate] = torch.randn(hidden, w_ih.shape[1]) * (1.0 - radius) / 0.5
+        rotation = w_hh[candidate]
+        for pair, angle in enumerate(angles[:pairs].tolist()):
+            a, b = 2 * pair, 2 * pair + 1
+            diagonal = radius * (math.cos(angle) - 1.0) / gate_gain
+            coupling = radius * math.sin(angle) / gate_gain
+            rotation[a, a] = rotation[b, b] = diagonal
+            rotation[a, b], rotation[b, a] = -coupling, coupling

@@ -25,13 +25,15 @@ class SequenceLSTM(nn.Module):
         head_activation: str = "relu",
         head_dropout: float = 0.0,
         init: str = "xavier_orthogonal",
+        init_periods: Sequence[float] = (4.0, 200.0),
+        init_decay_steps: float = 50.0,
     ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dropout)
-        init_recurrent(self.rnn, init)
+        init_recurrent(self.rnn, init, init_periods, init_decay_steps)
         self.head = make_head(hidden_size, output_size, head_hidden, head_activation, head_dropout)
 
     def forward(self, x: Tensor, state=None) -> tuple[Tensor, object]:

@@ -48,6 +48,8 @@ class StatefulLSTM(nn.Module):
         head_hidden: Sequence[int] = (),
         head_activation: str = "relu",
         init: str = "xavier_orthogonal",
+        init_periods: Sequence[float] = (4.0, 200.0),
+        init_decay_steps: float = 50.0,
     ) -> None:
         super().__init__()
         if tbptt_steps < 1:
@@ -61,8 +63,10 @@ class StatefulLSTM(nn.Module):
         self.layers = nn.ModuleList(
             make_recurrent(cell, input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)
         )
-        for layer in self.layers:
-            init_recurrent(layer, init)
+        for i, layer in enumerate(self.layers):
+            # an oscillator bank is a first layer's job: the layers above it read it
+            scheme = "xavier_orthogonal" if init == "oscillators" and i > 0 else init
+            init_recurrent(layer, scheme, init_periods, init_decay_steps)
         self.head = make_head(hidden_size, output_size, head_hidden, head_activation)
         self.state: State | None = None
 

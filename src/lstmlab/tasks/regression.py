@@ -25,12 +25,34 @@ def detach_state(state: Any) -> Any:
     return state
 
 
+def parameter_groups(module: nn.Module, recurrent_lr_scale: float) -> list[dict]:
+    """The optimizer's parameter groups, each with the ``lr_scale`` of its learning rate: the recurrent weights
+    (``weight_hh*``) at ``recurrent_lr_scale``, the rest at 1. A scale of 0 freezes the recurrent weights
+    (``requires_grad=False``: no gradient is computed for them)."""
+    named = list(module.named_parameters())
+    recurrent = [p for name, p in named if ".weight_hh" in name]
+    if recurrent_lr_scale == 1.0 or not recurrent:
+        return [{"params": [p for _, p in named], "lr_scale": 1.0}]
+    # named groups: LearningRateMonitor logs lr-<optimizer>/others and lr-<optimizer>/recurrent
+    groups = [{"params": [p for name, p in named if ".weight_hh" not in name], "lr_scale": 1.0, "name": "others"}]
+    if recurrent_lr_scale == 0.0:
+        groups[0].pop("name")
+        for p in recurrent:
+            p.requires_grad_(False)
+    else:
+        groups.append({"params": recurrent, "lr_scale": recurrent_lr_scale, "name": "recurrent"})
+    return groups
+
+
 class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
     """MSE on every step; MSE, MAE and R² per frequency at validation and test.
 
     ``net``, ``optimizer`` and ``scheduler`` are configs (``_target_`` dicts) and are saved as
     hyperparameters, so ``SignalRegressionTask.load_from_checkpoint(path)`` rebuilds everything.
     ``hidden_size`` / ``num_layers``, when set, override the net's own values (``model.hidden_size=128``).
+    ``recurrent_lr_scale`` multiplies the learning rate of the recurrent weights (``weight_hh*``): below 1 it
+    keeps what the initialisation built into the recurrence (``init=oscillators``) while one-step gradients
+    (``tbptt_steps=1``), which are blind to what the state holds for later steps, tune the rest; 0 freezes it.
     """
 
     def __init__(
@@ -41,6 +63,7 @@ class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
         hidden_size: int | None = None,
         num_layers: int | None = None,
         metric_skip_steps: int = 0,
+        recurrent_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -72,13 +95,19 @@ class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
             self.metrics[stage_name] = nn.ModuleList(per_target.clone() for _ in self.target_names)
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        groups = parameter_groups(self, self.hparams.get("recurrent_lr_scale", 1.0))
+        optimizer = instantiate(self.hparams.optimizer)(params=groups)
+        for group in optimizer.param_groups:
+            group["lr"] *= group["lr_scale"]
         if self.hparams.scheduler is None:
             return optimizer
         make_scheduler = instantiate(self.hparams.scheduler)
         if "total_steps" in inspect.signature(make_scheduler.func).parameters:
             # schedules over the whole run (OneCycleLR) get its length and step with every batch
             steps = int(self.trainer.estimated_stepping_batches)
+            if "max_lr" in make_scheduler.keywords:  # an absolute peak: keep each group's share of it
+                peak = make_scheduler.keywords["max_lr"]
+                make_scheduler.keywords["max_lr"] = [peak * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
             scheduler = make_scheduler(optimizer=optimizer, total_steps=steps)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         scheduler = make_scheduler(optimizer=optimizer)
