@@ -62,6 +62,7 @@ CASES = [
     ("unknown_cell", "lstmlab.train", ["model.net.cell=rnn"], None, "model.net.cell must be one of ['lstm', 'gru']"),
     ("oscillators_on_gru", "lstmlab.train", ["experiment=signal_l1", "model.net.cell=gru"], None, "model.net.cell must be 'lstm' with init=oscillators"),
     ("oscillator_periods_reversed", "lstmlab.train", ["model.net.init=oscillators", "model.net.init_periods=[50,4]"], None, "model.net.init_periods must be [shortest, longest]"),
+    ("frozen_cells_with_weight_decay", "lstmlab.train", ["model.net.freeze_cell_dynamics=true", "model.optimizer.weight_decay=0.01"], None, "model.optimizer.weight_decay must be 0 with model.net.freeze_cell_dynamics=true"),
     ("recurrent_lr_scale_negative", "lstmlab.train", ["model.recurrent_lr_scale=-1"], None, "model.recurrent_lr_scale must be >= 0"),
     ("chunk_longer_than_samples", "lstmlab.train", ["data.chunk_len=5000"], None, "data.chunk_len=5000 is longer"),
     ("frequency_above_nyquist", "lstmlab.train", ["data.generator.frequencies=[1,80]"], None, "data.generator.frequencies"),

@@ -162,3 +162,28 @@ def test_oscillator_init_is_an_lstm_first_layer_only():
         StatefulLSTM(cell="gru", init="oscillators")
     with pytest.raises(ValueError, match=r"periods=\[1.0, 50.0\]"):
         SequenceLSTM(init="oscillators", init_periods=[1.0, 50.0])
+
+
+@pytest.mark.parametrize("net_class", [StatefulLSTM, SequenceLSTM])
+def test_frozen_cell_dynamics_train_only_the_output_gate_of_the_first_layer(net_class):
+    torch.manual_seed(2)
+    net = net_class(hidden_size=8, num_layers=2, init="oscillators", freeze_cell_dynamics=True, head_hidden=[4])
+    first = net.layers[0] if net_class is StatefulLSTM else net.rnn
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.05)
+    x, y = torch.randn(3, 30, 5), torch.randn(3, 30, 1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        ((net(x)[0] - y) ** 2).mean().backward()
+        optimizer.step()
+    changed = {name: (p.detach() - before[name]).abs().amax(dim=-1) if p.dim() > 1 else (p.detach() - before[name]).abs()
+               for name, p in net.named_parameters()}
+    rows = slice(0, 24)  # input, forget and candidate gates of 8 units
+    prefix = "layers.0." if net_class is StatefulLSTM else "rnn."
+    assert changed[f"{prefix}weight_hh_l0"].amax() == 0 and changed[f"{prefix}bias_hh_l0"].amax() == 0
+    assert changed[f"{prefix}weight_ih_l0"][rows].amax() == 0 and changed[f"{prefix}bias_ih_l0"][rows].amax() == 0
+    assert (changed[f"{prefix}weight_ih_l0"][24:] > 0).all() and (changed[f"{prefix}bias_ih_l0"][24:] > 0).all()
+    assert changed["head.0.weight"].amax() > 0
+    upper = "layers.1.weight_hh_l0" if net_class is StatefulLSTM else "rnn.weight_hh_l1"
+    assert changed[upper].amax() > 0  # layers above the first train as usual
+    assert first.weight_hh_l0.requires_grad is False

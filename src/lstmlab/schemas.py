@@ -51,6 +51,8 @@ class RecurrentNetSchema:
     # init=oscillators: the first layer's oscillator periods [shortest, longest] and amplitude decay, in steps
     init_periods: list[float] = field(default_factory=lambda: [4.0, 200.0])
     init_decay_steps: float = 50.0
+    # keep the first layer's cell-state dynamics as initialised; its output gate and the head train
+    freeze_cell_dynamics: bool = False
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)
@@ -64,6 +66,8 @@ class RecurrentNetSchema:
         yield from _one_of("init", self.init, ("default", "xavier_orthogonal", "oscillators"))
         if self.init == "oscillators" and self.cell != "lstm":
             yield "cell", f"must be 'lstm' with init=oscillators (an LSTM's cell states oscillate), got {self.cell!r}"
+        if self.freeze_cell_dynamics and self.cell != "lstm":
+            yield "cell", f"must be 'lstm' with freeze_cell_dynamics=true (it freezes LSTM gates), got {self.cell!r}"
         if len(self.init_periods) != 2 or not 2 <= self.init_periods[0] <= self.init_periods[1]:
             yield "init_periods", f"must be [shortest, longest] in steps with 2 <= shortest <= longest, got {list(self.init_periods)}"
         yield from _positive("init_decay_steps", self.init_decay_steps)
@@ -107,6 +111,11 @@ class RegressionTaskSchema:
         yield from _positive("hidden_size", self.hidden_size)
         if self.recurrent_lr_scale < 0:
             yield "recurrent_lr_scale", f"must be >= 0 (0 freezes the recurrent weights), got {self.recurrent_lr_scale}"
+        if getattr(self.net, "freeze_cell_dynamics", False) and self.optimizer.get("weight_decay"):
+            yield "optimizer.weight_decay", (
+                f"must be 0 with model.net.freeze_cell_dynamics=true (it would shrink the frozen weights), "
+                f"got {self.optimizer['weight_decay']}"
+            )
         if self.num_layers is not None and self.num_layers < 1:
             yield "num_layers", f"must be >= 1, got {self.num_layers}"
         if self.metric_skip_steps < 0:

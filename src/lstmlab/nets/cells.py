@@ -107,3 +107,36 @@ def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: f
             coupling = radius * math.sin(angle) / gate_gain
             rotation[a, a] = rotation[b, b] = diagonal
             rotation[a, b], rotation[b, a] = -coupling, coupling
+
+
+class FrozenCellDynamics(nn.Module):
+    """Keeps the cell-state dynamics of ``lstm``'s first layer as initialised; its output gate still trains.
+
+    Why: with gradients truncated after one step, the gradient of what writes the cell state (input, forget and
+    candidate gates, recurrent weights) sees only the last step's share of a state that sums hundreds of
+    steps (1/(1 - forget)), and following it dismantles a filter bank (``init=oscillators``). The output gate
+    and the head act on the current step alone, so their one-step gradient is their whole gradient: they
+    learn to read the bank, per input (the output gate sees the one-hot frequency).
+
+    Frozen: the recurrent weights and biases (``requires_grad=False``), and the input, forget and candidate
+    rows of the input weights and biases (their gradients are zeroed by hooks; a weight decay in the optimizer
+    would still shrink them, so use none). Attach it to the net that owns ``lstm`` so the mask moves with it.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if not isinstance(lstm, nn.LSTM):
+            raise ValueError(f"freeze_cell_dynamics needs LSTM cells, got {type(lstm).__name__}; use cell=lstm")
+        hidden = lstm.hidden_size
+        rows = (torch.arange(4 * hidden) >= 3 * hidden).float()  # the output gate's rows (gate order i, f, g, o)
+        self.register_buffer("output_gate_rows", rows, persistent=False)
+        lstm.weight_hh_l0.requires_grad_(False)
+        lstm.bias_hh_l0.requires_grad_(False)
+        lstm.weight_ih_l0.register_hook(self._mask_weight_grad)
+        lstm.bias_ih_l0.register_hook(self._mask_bias_grad)
+
+    def _mask_weight_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.output_gate_rows.unsqueeze(1)
+
+    def _mask_bias_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.output_gate_rows

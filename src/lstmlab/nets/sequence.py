@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lstmlab.nets.cells import init_recurrent, make_recurrent
+from lstmlab.nets.cells import FrozenCellDynamics, init_recurrent, make_recurrent
 from lstmlab.nets.heads import make_head
 
 
@@ -27,6 +27,7 @@ class SequenceLSTM(nn.Module):
         init: str = "xavier_orthogonal",
         init_periods: Sequence[float] = (4.0, 200.0),
         init_decay_steps: float = 50.0,
+        freeze_cell_dynamics: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -34,6 +35,7 @@ class SequenceLSTM(nn.Module):
         self.num_layers = num_layers
         self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dropout)
         init_recurrent(self.rnn, init, init_periods, init_decay_steps)
+        self.frozen = FrozenCellDynamics(self.rnn) if freeze_cell_dynamics else None
         self.head = make_head(hidden_size, output_size, head_hidden, head_activation, head_dropout)
 
     def forward(self, x: Tensor, state=None) -> tuple[Tensor, object]:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmlab.nets.cells import init_recurrent, make_recurrent
+from lstmlab.nets.cells import FrozenCellDynamics, init_recurrent, make_recurrent
 from lstmlab.nets.heads import make_head
 
 # Per layer: (h, c) for an LSTM layer, h for a GRU layer; shaped [1, batch, hidden] as torch's RNNs take them.
@@ -50,6 +50,7 @@ class StatefulLSTM(nn.Module):
         init: str = "xavier_orthogonal",
         init_periods: Sequence[float] = (4.0, 200.0),
         init_decay_steps: float = 50.0,
+        freeze_cell_dynamics: bool = False,
     ) -> None:
         super().__init__()
         if tbptt_steps < 1:
@@ -67,6 +68,7 @@ class StatefulLSTM(nn.Module):
             # an oscillator bank is a first layer's job: the layers above it read it
             scheme = "xavier_orthogonal" if init == "oscillators" and i > 0 else init
             init_recurrent(layer, scheme, init_periods, init_decay_steps)
+        self.frozen = FrozenCellDynamics(self.layers[0]) if freeze_cell_dynamics else None
         self.head = make_head(hidden_size, output_size, head_hidden, head_activation)
         self.state: State | None = None
 
