@@ -72,8 +72,8 @@ def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: f
     Why: a recurrent net trained with gradients truncated after one step (``tbptt_steps=1``) never learns
     what its state should remember for later steps; it can only learn to read a state that already holds the
     past. Pairs of cell states that rotate, ``c_t ~ r R(2 pi / period) c_{t-1} + input``, hold the recent input
-    band-passed around their period: the readout and gates learn from that, one step at a time, and the
-    recurrence still trains on. Periods are log-spaced over ``periods`` (in steps), so the bank is generic,
+    band-passed around their period, and a readout can learn from that one step at a time (keep the bank
+    with ``FrozenCellDynamics``). Periods are log-spaced over ``periods`` (in steps), so the bank is generic,
     not tuned to one signal; the decay ``r = exp(-1 / decay_steps)`` sets each filter's bandwidth.
 
     The rotation is exact for small cell states: input and output gates start at sigmoid(0) = 1/2, the forget

@@ -34,7 +34,12 @@ State = list
 
 
 class StatefulLSTM(nn.Module):
-    """Stacked single-layer recurrent cells with explicit state, a streaming ``step`` API and a head."""
+    """Stacked single-layer recurrent cells with explicit state, a streaming ``step`` API and a head.
+
+    ``init``, ``init_periods`` and ``init_decay_steps``: how the recurrent layers start
+    (``lstmlab.nets.cells.init_recurrent``; ``oscillators`` makes the first layer a filter bank);
+    ``freeze_cell_dynamics`` keeps the first layer's cell dynamics as they start (``FrozenCellDynamics``).
+    """
 
     def __init__(
         self,
