@@ -89,6 +89,19 @@ def test_a_run_dir_is_never_reused(tmp_path):
     assert (run / "metrics.json").read_bytes() == before
 
 
+def test_two_runs_started_together_into_one_run_dir_do_not_mix(tmp_path):
+    # what two jobs started in the same second get from the default hydra.run.dir
+    run = tmp_path / "shared"
+    runs = [start_training(tmp_path, run) for _ in range(2)]
+    outcomes = [(proc.wait(timeout=600), proc.stderr.read()) for proc in runs]
+    assert sorted(code for code, _ in outcomes) == [0, 2], outcomes
+    refused = next(err for code, err in outcomes if code == 2)
+    assert f"hydra.run.dir={run}" in refused and "Traceback" not in refused
+    assert read_metrics(run)["epochs"] == 4
+    writers = {f.name.split(".")[-2] for f in (run / "tensorboard").glob("events.out.tfevents.*")}  # ...<host>.<pid>.<n>
+    assert len(writers) == 1
+
+
 def test_an_unwritable_run_dir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")

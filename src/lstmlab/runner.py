@@ -11,6 +11,8 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,11 @@ def run_training(cfg: DictConfig) -> float | None:
     """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers).
     ``cfg`` has passed ``validate_config`` (the entry point checks it before importing torch)."""
     output_dir = Path(cfg.paths.output_dir)
+    with claimed_output_dir(output_dir):
+        return _fit_and_test(cfg, output_dir)
+
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     resume_from = checkpoint_to_resume(cfg, output_dir)
     check_output_dir(output_dir, resuming=resume_from is not None)
     apply_extras(cfg)
@@ -132,6 +139,35 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     if ckpt is not None and not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt}: checkpoint not found; pass a .ckpt file, 'last' or null")
     return ckpt
+
+
+@contextmanager
+def claimed_output_dir(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run dir while the run lasts, so that a second lstmlab-train cannot write
+    into it at the same time: two runs started in the same second get the same default run dir. The lock
+    is the OS's (``flock``), released when the run ends or its process dies, so a crash leaves nothing behind.
+    DDP's other ranks share rank 0's run dir by design and take no lock."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs are not guarded against each other
+        yield
+        return
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / ".lstmlab-run.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(
+                f"hydra.run.dir={output_dir} is in use by another lstmlab-train running now (runs started in the "
+                "same second share the default run dir); give each run its own hydra.run.dir=..."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def check_output_dir(output_dir: Path, resuming: bool) -> None:
