@@ -13,9 +13,7 @@ from lstmlab.nets.heads import make_head
 class SequenceLSTM(nn.Module):
     """``x`` [batch, L, input_size] -> per-step outputs [batch, L, output_size]; the state can be carried on.
 
-    ``init``, ``init_periods`` and ``init_decay_steps``: how the recurrent layers start
-    (``lstmlab.nets.cells.init_recurrent``; ``oscillators`` makes the first layer a filter bank);
-    ``freeze_cell_dynamics`` keeps the first layer's cell dynamics as they start (``FrozenCellDynamics``).
+    The init and freeze options act on the first layer of the stack, as in ``StatefulLSTM``.
     """
 
     def __init__(
