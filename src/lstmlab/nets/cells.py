@@ -115,8 +115,9 @@ class FrozenCellDynamics(nn.Module):
     Why: with gradients truncated after one step, the gradient of what writes the cell state (input, forget and
     candidate gates, recurrent weights) sees only the last step's share of a state that sums hundreds of
     steps (1/(1 - forget)), and following it dismantles a filter bank (``init=oscillators``). The output gate
-    and the head act on the current step alone, so their one-step gradient is their whole gradient: they
-    learn to read the bank, per input (the output gate sees the one-hot frequency).
+    and the head act on the current output directly, so a one-step gradient carries most of what they do
+    (it misses the output gate's share in the recurrence through ``h``): they learn to read the bank, per
+    input (the output gate sees the one-hot frequency).
 
     Frozen: the recurrent weights and biases (``requires_grad=False``), and the input, forget and candidate
     rows of the input weights and biases (their gradients are zeroed by hooks; a weight decay in the optimizer
