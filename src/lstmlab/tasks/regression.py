@@ -33,15 +33,16 @@ def parameter_groups(module: nn.Module, recurrent_lr_scale: float) -> list[dict]
     recurrent = [p for name, p in named if ".weight_hh" in name]
     if recurrent_lr_scale == 1.0 or not recurrent:
         return [{"params": [p for _, p in named], "lr_scale": 1.0}]
-    # named groups: LearningRateMonitor logs lr-<optimizer>/others and lr-<optimizer>/recurrent
-    groups = [{"params": [p for name, p in named if ".weight_hh" not in name], "lr_scale": 1.0, "name": "others"}]
+    others = [p for name, p in named if ".weight_hh" not in name]
     if recurrent_lr_scale == 0.0:
-        groups[0].pop("name")
         for p in recurrent:
             p.requires_grad_(False)
-    else:
-        groups.append({"params": recurrent, "lr_scale": recurrent_lr_scale, "name": "recurrent"})
-    return groups
+        return [{"params": others, "lr_scale": 1.0}]
+    # named groups: LearningRateMonitor logs lr-<optimizer>/others and lr-<optimizer>/recurrent
+    return [
+        {"params": others, "lr_scale": 1.0, "name": "others"},
+        {"params": recurrent, "lr_scale": recurrent_lr_scale, "name": "recurrent"},
+    ]
 
 
 class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
@@ -107,7 +108,7 @@ class SignalRegressionTask(TrainLossLogging, pl.LightningModule):
             steps = int(self.trainer.estimated_stepping_batches)
             if "max_lr" in make_scheduler.keywords:  # an absolute peak: keep each group's share of it
                 peak = make_scheduler.keywords["max_lr"]
-                make_scheduler.keywords["max_lr"] = [peak * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+                make_scheduler.keywords["max_lr"] = [peak * g["lr_scale"] for g in optimizer.param_groups]
             scheduler = make_scheduler(optimizer=optimizer, total_steps=steps)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         scheduler = make_scheduler(optimizer=optimizer)
