@@ -141,6 +141,11 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     return ckpt
 
 
+def _other_ddp_rank() -> bool:
+    """True in the processes DDP starts for ranks > 0 (LOCAL_RANK set by rank 0's Trainer)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0
+
+
 @contextmanager
 def claimed_output_dir(output_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run dir while the run lasts, so that a second lstmlab-train cannot write
@@ -152,7 +157,7 @@ def claimed_output_dir(output_dir: Path) -> Iterator[None]:
     except ImportError:  # no flock (Windows): runs are not guarded against each other
         yield
         return
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+    if _other_ddp_rank():
         yield
         return
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +178,7 @@ def claimed_output_dir(output_dir: Path) -> Iterator[None]:
 def check_output_dir(output_dir: Path, resuming: bool) -> None:
     """Fail before any work when the run dir already holds another run's results (never overwrite them).
     DDP's other ranks (started by rank 0's Trainer, LOCAL_RANK set) share rank 0's run dir by design."""
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+    if _other_ddp_rank():
         return
     if not resuming and ((output_dir / "checkpoints").exists() or (output_dir / "metrics.json").exists()):
         raise ConfigError(

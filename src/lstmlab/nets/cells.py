@@ -89,17 +89,18 @@ def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: f
     hidden = lstm.hidden_size
     pairs = hidden // 2
     radius = math.exp(-1.0 / decay_steps)
-    gate_gain = 0.5 * 0.5  # input gate x output gate at zero bias; tanh'(0) = 1
+    gate_open = 0.5  # sigmoid(0): input and output gates at zero bias
+    gate_gain = gate_open * gate_open  # input gate x output gate; tanh'(0) = 1
     angles = 2 * math.pi / torch.logspace(math.log10(shortest), math.log10(longest), max(pairs, 1))
     w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-    input_gate, forget_gate, candidate, _ = (slice(k * hidden, (k + 1) * hidden) for k in range(4))
+    _, forget_gate, candidate, _ = (slice(k * hidden, (k + 1) * hidden) for k in range(4))
     with torch.no_grad():
         w_hh.zero_()
         b_hh.zero_()
         b_ih.zero_()
         b_ih[forget_gate] = math.log(radius / (1.0 - radius))  # sigmoid(bias) = radius
         nn.init.uniform_(w_ih, -0.1, 0.1)
-        w_ih[candidate] = torch.randn(hidden, w_ih.shape[1]) * (1.0 - radius) / 0.5
+        w_ih[candidate] = torch.randn(hidden, w_ih.shape[1]) * (1.0 - radius) / gate_open
         rotation = w_hh[candidate]
         for pair, angle in enumerate(angles[:pairs].tolist()):
             a, b = 2 * pair, 2 * pair + 1
