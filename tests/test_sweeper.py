@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from conftest import TINY, run_cli
 from hydra_plugins.lstmlab_optuna_sweeper._space import SweeperConfigError, format_value, parse_search_space
 from hydra_plugins.lstmlab_optuna_sweeper._study import resolve_url
+from lstmlab.optuna_trial import TrialLink
 
 # one torch thread per process: several sweep processes share 2 cores without oversubscription
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -122,6 +123,35 @@ def test_plugin_discovery_imports_neither_optuna_nor_sqlalchemy():
         "heavy = [m for m in ('optuna', 'sqlalchemy', 'torch') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_trial_link_round_trips_from_sweeper_to_job_config():
+    """The overrides the sweeper writes for a trial, composed into the job's config, read back as that trial."""
+    from hydra import compose, initialize_config_module
+
+    from hydra_plugins.lstmlab_optuna_sweeper._impl import OptunaSweep
+    from lstmlab.schemas import register_schemas
+
+    sweeper = OptunaSweep({"study_name": "signal", "pruner": "percentile",
+                           "pruner_args": {"percentile": 30.0, "n_warmup_steps": 1}})
+    sweeper.url = "sqlite:////tmp/a dir/optuna.db"  # a path that needs quoting in an override
+    sweeper.space = parse_search_space({"model.hidden_size": "choice(4, 8)"}, [])
+    study = optuna.create_study(study_name="signal")
+    study.ask()  # trial id and number differ from 0
+    trial = study.ask(sweeper.space.distributions)
+    register_schemas()
+    with initialize_config_module(config_module="lstmlab.conf", version_base="1.3"):
+        job = compose(config_name="train", overrides=sweeper.job_overrides(trial), return_hydra_config=True)
+        plain = compose(config_name="train")
+    assert job.model.hidden_size == trial.params["model.hidden_size"] and job.hydra.sweep.subdir == str(trial.number)
+    assert TrialLink.from_job_config(job) == TrialLink(
+        storage="sqlite:////tmp/a dir/optuna.db", study_name="signal", trial_id=trial._trial_id, number=trial.number,
+        pruner="percentile", pruner_args={"percentile": 30.0, "n_warmup_steps": 1},
+    )
+    assert TrialLink.from_job_config(plain) is None
+    # the CLI's --help path may import the contract: it must not pull in torch
+    subprocess.run([sys.executable, "-c", "import lstmlab.optuna_trial, sys; assert 'torch' not in sys.modules"],
+                   check=True)
 
 
 def test_bad_sweeper_config_is_one_line_naming_the_key(tmp_path):

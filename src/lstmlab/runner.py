@@ -23,6 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lstmlab.errors import ConfigError, in_multirun
+from lstmlab.optuna_trial import TrialLink
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,11 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     task = build_task(cfg.model)
     callbacks = instantiate_all(cfg.get("callbacks"))
-    if cfg.get("optuna"):  # a trial of the lstmlab_optuna sweeper: report each epoch, stop when pruned
+    trial_link = TrialLink.from_job_config(cfg)
+    if trial_link is not None:  # a trial of the lstmlab_optuna sweeper: report each epoch, stop when pruned
         from lstmlab.callbacks.pruning import OptunaPruning
 
-        callbacks.append(OptunaPruning(**cfg.optuna, monitor=cfg.optimized_metric))
+        callbacks.append(OptunaPruning(trial_link, monitor=cfg.optimized_metric))
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 

@@ -29,17 +29,27 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.lstmlab_optuna_sweeper._space import SearchSpace, SweeperConfigError, format_value, parse_search_space
+from hydra_plugins.lstmlab_optuna_sweeper._space import SearchSpace, parse_search_space
 from hydra_plugins.lstmlab_optuna_sweeper._study import (
-    PRUNERS,
     SAMPLERS,
     Heartbeat,
-    make_pruner,
     make_sampler,
     make_storage,
     mask_password,
     resolve_url,
     study_lock,
+)
+from lstmlab.optuna_trial import (
+    EPOCHS,
+    ERROR,
+    INTERRUPTED,
+    OUTPUT_DIR,
+    PRUNED_AT_EPOCH,
+    PRUNERS,
+    RETRY_OF,
+    SweeperConfigError,
+    TrialLink,
+    make_pruner,
 )
 
 log = logging.getLogger(__name__)
@@ -47,8 +57,6 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_FILE = "trials.csv"
 DIRECTIONS = ("minimize", "maximize")
-# user attributes the sweeper and the pruning callback write on a trial
-ERROR, INTERRUPTED, EPOCHS, PRUNED_AT = "error", "interrupted", "epochs", "pruned_at_epoch"
 
 
 def _plain(value: Any) -> Any:
@@ -233,7 +241,7 @@ class OptunaSweep:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
             if set(trial.params) == set(self.space.distributions):
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
             log.warning("trial %d was left running without a heartbeat by a process that stopped: failed%s",
                         trial.number, ", queued again" if trial.params else "")
 
@@ -275,19 +283,11 @@ class OptunaSweep:
 
     def job_overrides(self, trial: optuna.trial.Trial) -> list[str]:
         """The sampled values, the trial's own output dir (its number), and how to reach the trial."""
-        link = {
-            "storage": self.url,
-            "study_name": self.s["study_name"],
-            "trial_id": trial._trial_id,
-            "number": trial.number,
-            "pruner": self.s["pruner"],
-            "pruner_args": self.s["pruner_args"] or {},
-        }
-        return [
-            *self.space.overrides(trial.params),
-            f"hydra.sweep.subdir={trial.number}",
-            f"++optuna={format_value(link)}",
-        ]
+        link = TrialLink(
+            storage=self.url, study_name=self.s["study_name"], trial_id=trial._trial_id, number=trial.number,
+            pruner=self.s["pruner"], pruner_args=self.s["pruner_args"] or {},
+        )
+        return [*self.space.overrides(trial.params), f"hydra.sweep.subdir={trial.number}", link.job_override()]
 
     def requeue(self, trial: optuna.trial.Trial, reason: str) -> None:
         """Fail an interrupted trial without counting it, and queue its parameters again."""
@@ -295,7 +295,7 @@ class OptunaSweep:
             trial.set_user_attr(INTERRUPTED, reason[:500] or "interrupted")
             self.tell(trial, None, TrialState.FAIL)
             if set(trial.params) == set(self.space.distributions):
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
             log.warning("trial %d interrupted (%s): queued again for the next run", trial.number, reason)
         except Exception as err:  # the storage may be what broke
             log.error("trial %d: could not record the interruption: %s", trial.number, err)
@@ -309,7 +309,7 @@ class OptunaSweep:
         if epochs is not None:
             trial.set_user_attr(EPOCHS, epochs)
         if output_dir is not None:
-            trial.set_user_attr("output_dir", str(output_dir))
+            trial.set_user_attr(OUTPUT_DIR, str(output_dir))
         values, state, error = None, TrialState.COMPLETE, None
         try:
             result = ret.return_value
@@ -321,7 +321,7 @@ class OptunaSweep:
                 output_dir.mkdir(parents=True, exist_ok=True)
                 (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
         else:
-            if PRUNED_AT in stored.user_attrs:
+            if PRUNED_AT_EPOCH in stored.user_attrs:
                 state = TrialState.PRUNED
             else:
                 values, error = self.to_values(result)

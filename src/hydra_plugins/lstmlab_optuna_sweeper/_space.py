@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-
-class SweeperConfigError(ValueError):
-    """A ``hydra.sweeper.*`` setting that cannot work; the message starts with the key."""
+from lstmlab.optuna_trial import SweeperConfigError, format_value
 
 
 @dataclass
@@ -39,28 +36,6 @@ class SearchSpace:
     def overrides(self, params: dict[str, Any]) -> list[str]:
         sampled = [f"{name}={self.renderers.get(name, format_value)(value)}" for name, value in params.items()]
         return [*self.fixed, *sampled]
-
-
-_PLAIN = re.compile(r"^[A-Za-z_][\w./-]*$")
-
-
-def format_value(value: Any) -> str:
-    """A Python value as Hydra override text (strings quoted when they need it)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        if _PLAIN.match(value) and value.lower() not in ("null", "true", "false", "nan", "inf"):
-            return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as an override")
 
 
 def parse_search_space(params: dict[str, Any], arguments: list[str]) -> SearchSpace:

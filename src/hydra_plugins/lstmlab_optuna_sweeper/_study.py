@@ -1,7 +1,6 @@
-"""Samplers, pruners, the storage with its heartbeat, and a study-wide lock for several sweep processes.
+"""Samplers, the storage with its heartbeat, and a study-wide lock for several sweep processes.
 
-``make_pruner`` is also what a trial's pruning callback uses (``lstmlab.callbacks.pruning``), so the job and the
-sweeper agree on the pruner.
+The pruner factory is in ``lstmlab.optuna_trial``: a trial's pruning callback builds the same pruner from it.
 """
 
 from __future__ import annotations
@@ -19,33 +18,26 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
-from hydra_plugins.lstmlab_optuna_sweeper._space import SweeperConfigError, grid_of
+from hydra_plugins.lstmlab_optuna_sweeper._space import grid_of
+from lstmlab.optuna_trial import SweeperConfigError, construct_checked
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsgaii")
-PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
-
-
-def _construct(key: str, name: str, cls: type, args: dict[str, Any], **fixed: Any) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return cls(**fixed, **args)
-    except (TypeError, ValueError) as err:
-        raise SweeperConfigError(f"{key}_args={args}: {cls.__name__} refuses them ({err})") from None
 
 
 def make_sampler(
     name: str, seed: int | None, args: dict[str, Any], distributions: dict[str, BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        return _construct("hydra.sweeper.sampler", name, optuna.samplers.TPESampler, args, seed=seed)
+        return construct_checked("hydra.sweeper.sampler", optuna.samplers.TPESampler, args, seed=seed)
     if name == "random":
-        return _construct("hydra.sweeper.sampler", name, optuna.samplers.RandomSampler, args, seed=seed)
+        return construct_checked("hydra.sweeper.sampler", optuna.samplers.RandomSampler, args, seed=seed)
     if name == "grid":
         grid = {key: grid_of(key, d) for key, d in distributions.items()}
-        return _construct("hydra.sweeper.sampler", name, optuna.samplers.GridSampler, args, search_space=grid, seed=seed)
+        return construct_checked(
+            "hydra.sweeper.sampler", optuna.samplers.GridSampler, args, search_space=grid, seed=seed
+        )
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -53,26 +45,10 @@ def make_sampler(
             raise SweeperConfigError(
                 "hydra.sweeper.sampler=cmaes: needs the cmaes package; pip install 'lstmlab[cmaes]'"
             ) from None
-        return _construct("hydra.sweeper.sampler", name, optuna.samplers.CmaEsSampler, args, seed=seed)
+        return construct_checked("hydra.sweeper.sampler", optuna.samplers.CmaEsSampler, args, seed=seed)
     if name == "nsgaii":
-        return _construct("hydra.sweeper.sampler", name, optuna.samplers.NSGAIISampler, args, seed=seed)
+        return construct_checked("hydra.sweeper.sampler", optuna.samplers.NSGAIISampler, args, seed=seed)
     raise SweeperConfigError(f"hydra.sweeper.sampler={name}: must be one of {list(SAMPLERS)}")
-
-
-def make_pruner(name: str, args: dict[str, Any] | None = None) -> optuna.pruners.BasePruner:
-    args = dict(args or {})
-    classes = {
-        "none": optuna.pruners.NopPruner,
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-    }
-    if name not in classes:
-        raise SweeperConfigError(f"hydra.sweeper.pruner={name}: must be one of {list(PRUNERS)}")
-    if name == "percentile":
-        args.setdefault("percentile", 25.0)
-    return _construct("hydra.sweeper.pruner", name, classes[name], args)
 
 
 def mask_password(url: str) -> str:

@@ -1,9 +1,9 @@
 """Report a trial's validation metric to its Optuna study every epoch and stop the run when the pruner says so.
 
-The runner adds this callback when the job is a trial of the ``lstmlab_optuna`` sweeper, which sets
-``optuna: {storage, study_name, trial_id, number, pruner, pruner_args}`` in the job's config. A pruned run
-stops cleanly after the epoch (like early stopping: checkpoints, test and metrics.json as usual); the callback
-marks the trial with the user attribute ``pruned_at_epoch`` and the sweeper records it as PRUNED.
+The runner adds this callback when the job is a trial of the ``lstmlab_optuna`` sweeper, which sets the job
+config's ``optuna:`` block (``lstmlab.optuna_trial.TrialLink``). A pruned run stops cleanly after the epoch (like
+early stopping: checkpoints, test and metrics.json as usual); the callback marks the trial with the user attribute
+``pruned_at_epoch`` (``PRUNED_AT_EPOCH``) and the sweeper records it as PRUNED.
 """
 
 from __future__ import annotations
@@ -11,25 +11,24 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Any
 
 import optuna
 import pytorch_lightning as pl
+
+from lstmlab.optuna_trial import PRUNED_AT_EPOCH, TrialLink, make_pruner
 
 log = logging.getLogger(__name__)
 
 _studies: dict[tuple[str, str, str], optuna.Study] = {}
 
 
-def _study(storage: str, study_name: str, pruner: str, pruner_args: dict[str, Any]) -> optuna.Study:
+def _study(link: TrialLink) -> optuna.Study:
     """One loaded study per (storage, study, pruner) in this process: jobs of one sweep share it."""
-    from hydra_plugins.lstmlab_optuna_sweeper._study import make_pruner
-
-    key = (storage, study_name, f"{pruner}{sorted(pruner_args.items())}")
+    key = (link.storage, link.study_name, f"{link.pruner}{sorted(link.pruner_args.items())}")
     if key not in _studies:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _studies[key] = optuna.load_study(
-            study_name=study_name, storage=storage, pruner=make_pruner(pruner, pruner_args),
+            study_name=link.study_name, storage=link.storage, pruner=make_pruner(link.pruner, link.pruner_args),
             sampler=optuna.samplers.RandomSampler(),  # never samples here; RandomSampler is the cheapest to build
         )
     return _studies[key]
@@ -38,21 +37,16 @@ def _study(storage: str, study_name: str, pruner: str, pruner_args: dict[str, An
 class OptunaPruning(pl.Callback):
     """Reports ``monitor`` after each validation epoch (step = epochs completed) and asks the pruner."""
 
-    def __init__(
-        self, storage: str, study_name: str, trial_id: int, monitor: str, number: int | None = None,
-        pruner: str = "none", pruner_args: dict[str, Any] | None = None,
-    ) -> None:
-        self.storage, self.study_name, self.trial_id, self.number = storage, study_name, trial_id, number
+    def __init__(self, link: TrialLink, monitor: str) -> None:
+        self.link = link
         self.monitor = monitor
-        self.pruner, self.pruner_args = pruner, dict(pruner_args or {})
         self.pruned_at_epoch: int | None = None
         self._trial: optuna.trial.Trial | None = None
 
     @property
     def trial(self) -> optuna.trial.Trial:
         if self._trial is None:
-            study = _study(self.storage, self.study_name, self.pruner, self.pruner_args)
-            self._trial = optuna.trial.Trial(study, self.trial_id)
+            self._trial = optuna.trial.Trial(_study(self.link), self.link.trial_id)
         return self._trial
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -76,6 +70,6 @@ class OptunaPruning(pl.Callback):
         if not self.trial.should_prune():
             return False
         self.pruned_at_epoch = epoch
-        self.trial.set_user_attr("pruned_at_epoch", epoch)
-        log.info("trial %s pruned after epoch %d (%s=%.6g)", self.number, epoch, self.monitor, value)
+        self.trial.set_user_attr(PRUNED_AT_EPOCH, epoch)
+        log.info("trial %s pruned after epoch %d (%s=%.6g)", self.link.number, epoch, self.monitor, value)
         return True
