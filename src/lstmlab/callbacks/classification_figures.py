@@ -6,6 +6,8 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import functional as M
 
+from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+
 
 class ClassificationFigures(pl.Callback):
     """After testing: ``test/roc_pr`` (one-vs-rest curves per class when K > 2), ``test/confusion_matrix`` and,
@@ -16,9 +18,9 @@ class ClassificationFigures(pl.Callback):
         self.attention_sequences = attention_sequences
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
+        writers = figure_writers(trainer)
         outputs = getattr(pl_module, "epoch_outputs", {}).get("test")
-        if not writers or outputs is None or not trainer.is_global_zero:
+        if not writers or outputs is None:
             return
         datamodule = trainer.datamodule
         figures = {
@@ -29,9 +31,7 @@ class ClassificationFigures(pl.Callback):
         }
         if getattr(pl_module.net, "pooling", None) == "attention":
             figures["test/attention"] = self._attention_figure(pl_module, datamodule)
-        for tag, figure in figures.items():
-            for writer in writers:
-                writer.add_figure(tag, figure, global_step=trainer.global_step)
+        add_figures(writers, figures, trainer.global_step)
 
     def _attention_figure(self, pl_module, datamodule):
         split = datamodule.splits["test"]
@@ -45,18 +45,8 @@ class ClassificationFigures(pl.Callback):
         return draw_attention(batch, weights, probs.cpu(), datamodule.class_names, datamodule.channel_names[0])
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def draw_roc_pr(probs: torch.Tensor, y: torch.Tensor, class_names: list[str]):
-    plt = _pyplot()
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(9, 4))
+    fig, (roc_ax, pr_ax) = subplots(1, 2, figsize=(9, 4))
     binary = probs.ndim == 1
     for k, name in enumerate(class_names):
         if binary and k == 0:
@@ -82,12 +72,11 @@ def draw_roc_pr(probs: torch.Tensor, y: torch.Tensor, class_names: list[str]):
 
 
 def draw_confusion(probs: torch.Tensor, y: torch.Tensor, class_names: list[str], threshold: float):
-    plt = _pyplot()
     pred = (probs >= threshold).long() if probs.ndim == 1 else probs.argmax(-1)
     k = len(class_names)
     matrix = torch.zeros(k, k, dtype=torch.long)
     matrix.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+    fig, ax = subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
     ax.imshow(matrix.numpy(), cmap="Blues")
     for i in range(k):
         for j in range(k):
@@ -101,9 +90,8 @@ def draw_confusion(probs: torch.Tensor, y: torch.Tensor, class_names: list[str],
 
 
 def draw_attention(batch: dict, weights: torch.Tensor, probs: torch.Tensor, class_names: list[str], channel: str):
-    plt = _pyplot()
     n = len(batch["y"])
-    fig, axes = plt.subplots(n, 1, figsize=(9, 1.5 * n + 0.5), squeeze=False)
+    fig, axes = subplots(n, 1, figsize=(9, 1.5 * n + 0.5), squeeze=False)
     for ax, x, length, y, w, p in zip(axes[:, 0], batch["x"], batch["lengths"], batch["y"], weights, probs):
         steps = int(length)
         ax.plot(x[:steps, 0].numpy(), color="grey", linewidth=0.8)

@@ -7,6 +7,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+
 
 class ForecastFigures(pl.Callback):
     """At the end of testing: ``test/forecast`` and ``test/attention`` figures on ``num_windows`` test windows
@@ -17,8 +19,8 @@ class ForecastFigures(pl.Callback):
         self.tag_prefix = tag_prefix
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
-        if not writers or not trainer.is_global_zero:
+        writers = figure_writers(trainer)
+        if not writers:
             return
         windows = trainer.datamodule.windows["test"]
         chosen = np.unique(np.linspace(0, len(windows) - 1, self.num_windows).round().astype(int)).tolist()
@@ -28,26 +30,16 @@ class ForecastFigures(pl.Callback):
         naive = pl_module.baselines(batch["x"])["seasonal_naive"]
         name = pl_module.info["target_names"][0]
         figures = {
-            "forecast": draw_forecasts(batch["x"][..., 0], batch["y"][..., 0], forecast.cpu()[..., 0], naive[..., 0], chosen, name),
-            "attention": draw_attention(attention[0].cpu(), f"test window {chosen[0]}"),
+            f"{self.tag_prefix}/forecast": draw_forecasts(
+                batch["x"][..., 0], batch["y"][..., 0], forecast.cpu()[..., 0], naive[..., 0], chosen, name
+            ),
+            f"{self.tag_prefix}/attention": draw_attention(attention[0].cpu(), f"test window {chosen[0]}"),
         }
-        for writer in writers:
-            for tag, figure in figures.items():
-                writer.add_figure(f"{self.tag_prefix}/{tag}", figure, global_step=trainer.global_step)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+        add_figures(writers, figures, trainer.global_step)
 
 
 def draw_forecasts(history, truth, forecast, naive, windows: list[int], name: str):
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(windows), 1, figsize=(9, 2.0 * len(windows)), squeeze=False)
+    fig, axes = subplots(len(windows), 1, figsize=(9, 2.0 * len(windows)), squeeze=False)
     past = np.arange(-history.shape[1], 0)
     future = np.arange(truth.shape[1])
     for ax, h, t, f, n, w in zip(axes[:, 0], history, truth, forecast, naive, windows):
@@ -65,9 +57,8 @@ def draw_forecasts(history, truth, forecast, naive, windows: list[int], name: st
 
 def draw_attention(weights: torch.Tensor, title: str):
     """``weights`` [horizon, heads, input_len] -> one heat map per head."""
-    plt = _pyplot()
     heads = weights.shape[1]
-    fig, axes = plt.subplots(1, heads, figsize=(3.2 * heads, 3.4), squeeze=False)
+    fig, axes = subplots(1, heads, figsize=(3.2 * heads, 3.4), squeeze=False)
     for head, ax in enumerate(axes[0]):
         image = ax.imshow(weights[:, head].numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_title(f"head {head}")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-LABELS = {"actual": "actual", "model": "model", "persistence": "persistence (last value)",
-          "moving_average": "moving average"}
+from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+
+LABELS = {
+    "actual": "actual",
+    "model": "model",
+    "persistence": "persistence (last value)",
+    "moving_average": "moving average",
+}
 COLORS = {"actual": "black", "model": "tab:orange", "persistence": "tab:blue", "moving_average": "tab:green"}
 
 
@@ -17,28 +23,27 @@ class PriceForecastFigure(pl.Callback):
         self.tag = tag
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
-        if not writers or not trainer.is_global_zero:
+        writers = figure_writers(trainer)
+        if not writers:
             return
         series = pl_module.forecast_split(trainer.datamodule.splits["test"])
         series = {k: v[-self.max_points :].numpy() for k, v in series.items()}
         pipeline = pl_module.pipeline
         figure = draw_forecast(series, pipeline.horizon, f"{pipeline.target} {pipeline.horizon} ticks ahead")
-        for writer in writers:
-            writer.add_figure(self.tag, figure, global_step=trainer.global_step)
+        add_figures(writers, {self.tag: figure}, trainer.global_step)
 
 
 def draw_forecast(series: dict, horizon: int, ylabel: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = subplots(figsize=(10, 4))
     target_tick = series["tick"] + horizon  # each forecast drawn at the tick it forecasts
     for name in ("actual", "persistence", "moving_average", "model"):
-        ax.plot(target_tick, series[name], label=LABELS[name], color=COLORS[name],
-                linewidth=1.4 if name in ("actual", "model") else 0.9)
+        ax.plot(
+            target_tick,
+            series[name],
+            label=LABELS[name],
+            color=COLORS[name],
+            linewidth=1.4 if name in ("actual", "model") else 0.9,
+        )
     ax.set_xlabel("tick of the forecast target")
     ax.set_ylabel(ylabel)
     ax.set_title("test period: forecasts vs actual")

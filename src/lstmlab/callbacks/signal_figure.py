@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+
 
 class PredictionFigure(pl.Callback):
     """Plots the net's output and the clean target of every frequency for validation sample ``sample``.
@@ -18,9 +20,9 @@ class PredictionFigure(pl.Callback):
         self.tag = tag
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:  # the sanity check runs before any training: nothing worth a figure yet
             return
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
+        writers = figure_writers(trainer)
         if not writers:
             return
         batch = trainer.datamodule.splits["val"].whole_sample(self.sample)
@@ -32,17 +34,11 @@ class PredictionFigure(pl.Callback):
             pl_module.target_names,
             f"validation sample {self.sample}, epoch {trainer.current_epoch}",
         )
-        for writer in writers:
-            writer.add_figure(self.tag, figure, global_step=trainer.global_step)
+        add_figures(writers, {self.tag: figure}, trainer.global_step)
 
 
 def draw_prediction(pred: torch.Tensor, target: torch.Tensor, names: list[str], title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.8 * len(names)), sharex=True, squeeze=False)
+    fig, axes = subplots(len(names), 1, figsize=(9, 1.8 * len(names)), sharex=True, squeeze=False)
     for ax, p, t, name in zip(axes[:, 0], pred, target, names):
         ax.plot(t.numpy(), label="target", color="black", linewidth=1.2)
         ax.plot(p.numpy(), label="prediction", color="tab:orange", linewidth=1.0)
