@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import build_net
 
 from lstmlab.nets.sequence import SequenceLSTM
 from lstmlab.nets.stateful import StatefulLSTM
-from lstmlab.tasks.regression import detach_state
+from lstmlab.tasks.base import detach_state
+
+# the model option whose YAML holds each net's values (tests/helpers.py: build_net)
+MODEL_OF = {StatefulLSTM: "stateful", SequenceLSTM: "sequence"}
 
 
 def random_state(net: StatefulLSTM, batch: int):
@@ -33,7 +37,7 @@ def step_by_step(net: StatefulLSTM, x, state, tbptt_steps: int):
 @pytest.mark.parametrize("tbptt_steps", [1, 4, 7])
 def test_truncated_fast_path_equals_step_by_step_loop(cell, tbptt_steps):
     torch.manual_seed(0)
-    net = StatefulLSTM(hidden_size=12, num_layers=3, cell=cell, tbptt_steps=tbptt_steps, head_hidden=[6])
+    net = build_net("stateful", hidden_size=12, num_layers=3, cell=cell, tbptt_steps=tbptt_steps, head_hidden=[6])
     x, y = torch.randn(4, 30, 5), torch.randn(4, 30, 1)  # 30 steps: a short last window for 4 and 7
     state = random_state(net, 4)
 
@@ -61,7 +65,7 @@ def test_truncation_changes_gradients_but_not_outputs():
     outputs = {}
     for steps in (1, 20):
         torch.manual_seed(2)
-        net = StatefulLSTM(hidden_size=8, num_layers=1, tbptt_steps=steps)
+        net = build_net("stateful", hidden_size=8, num_layers=1, tbptt_steps=steps)
         out, _ = net(x)
         torch.nn.functional.mse_loss(out, y).backward()
         grads[steps] = net.layers[0].weight_hh_l0.grad.clone()
@@ -73,7 +77,7 @@ def test_truncation_changes_gradients_but_not_outputs():
 def test_dropout_masks_are_shared_by_both_passes():
     """With dropout, the fast path still equals a loop that drops the same units."""
     torch.manual_seed(3)
-    net = StatefulLSTM(hidden_size=10, num_layers=2, dropout=0.3, tbptt_steps=1).train()
+    net = build_net("stateful", hidden_size=10, num_layers=2, dropout=0.3, tbptt_steps=1).train()
     x = torch.randn(3, 15, 5)
     torch.manual_seed(4)
     fast, _ = net(x)
@@ -88,7 +92,7 @@ def test_dropout_masks_are_shared_by_both_passes():
 
 def test_streaming_step_matches_whole_sequence_and_reset_forgets():
     torch.manual_seed(5)
-    net = StatefulLSTM(hidden_size=8, num_layers=2).eval()
+    net = build_net("stateful", hidden_size=8, num_layers=2).eval()
     x = torch.randn(3, 25, 5)
     with torch.no_grad():
         whole, _ = net(x)
@@ -106,7 +110,7 @@ def test_streaming_step_matches_whole_sequence_and_reset_forgets():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_sequence_net_carries_state_across_windows(cell):
     torch.manual_seed(6)
-    net = SequenceLSTM(hidden_size=8, num_layers=2, cell=cell, head_hidden=[4], head_activation="tanh").eval()
+    net = build_net("sequence", hidden_size=8, num_layers=2, cell=cell, head_hidden=[4], head_activation="tanh").eval()
     x = torch.randn(2, 40, 5)
     with torch.no_grad():
         whole, _ = net(x)
@@ -117,9 +121,9 @@ def test_sequence_net_carries_state_across_windows(cell):
 
 def test_unknown_cell_and_activation_are_named():
     with pytest.raises(ValueError, match="cell='rnn'"):
-        StatefulLSTM(cell="rnn")
+        build_net("stateful", cell="rnn")
     with pytest.raises(ValueError, match="head_activation='swish'"):
-        SequenceLSTM(head_activation="swish")
+        build_net("sequence", head_activation="swish")
 
 
 def cell_states(layer: torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +139,8 @@ def cell_states(layer: torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
 def test_oscillator_init_rotates_each_pair_at_its_period_and_decays(net_class):
     torch.manual_seed(0)
     periods, decay = [10.0, 80.0], 50.0
-    net = net_class(hidden_size=8, num_layers=2, init="oscillators", init_periods=periods, init_decay_steps=decay)
+    net = build_net(MODEL_OF[net_class], hidden_size=8, num_layers=2, init="oscillators", init_periods=periods,
+                    init_decay_steps=decay)
     first = net.layers[0] if net_class is StatefulLSTM else net.rnn
     x = torch.zeros(1, 120, 5)
     x[0, 0] = torch.tensor([0.5, 1.0, 0.0, 0.0, 0.0])  # an impulse, then silence: the layer's own dynamics
@@ -153,21 +158,22 @@ def test_oscillator_init_rotates_each_pair_at_its_period_and_decays(net_class):
 
 def test_oscillator_init_is_an_lstm_first_layer_only():
     torch.manual_seed(1)
-    net = StatefulLSTM(hidden_size=8, num_layers=2, init="oscillators")
-    upper = StatefulLSTM(hidden_size=8, num_layers=2, init="xavier_orthogonal").layers[1]
+    net = build_net("stateful", hidden_size=8, num_layers=2, init="oscillators")
+    upper = build_net("stateful", hidden_size=8, num_layers=2, init="xavier_orthogonal").layers[1]
     assert net.layers[0].weight_hh_l0[:16].abs().sum() == 0  # gates read no recurrence at first
     assert net.layers[1].weight_hh_l0.shape == upper.weight_hh_l0.shape
     assert net.layers[1].weight_hh_l0[:8].abs().sum() > 0  # the layer above starts orthogonal, as before
     with pytest.raises(ValueError, match="init='oscillators' needs LSTM cells"):
-        StatefulLSTM(cell="gru", init="oscillators")
+        build_net("stateful", cell="gru", init="oscillators")
     with pytest.raises(ValueError, match=r"periods=\[1.0, 50.0\]"):
-        SequenceLSTM(init="oscillators", init_periods=[1.0, 50.0])
+        build_net("sequence", init="oscillators", init_periods=[1.0, 50.0])
 
 
 @pytest.mark.parametrize("net_class", [StatefulLSTM, SequenceLSTM])
 def test_frozen_cell_dynamics_train_only_the_output_gate_of_the_first_layer(net_class):
     torch.manual_seed(2)
-    net = net_class(hidden_size=8, num_layers=2, init="oscillators", freeze_cell_dynamics=True, head_hidden=[4])
+    net = build_net(MODEL_OF[net_class], hidden_size=8, num_layers=2, init="oscillators", freeze_cell_dynamics=True,
+                    head_hidden=[4])
     first = net.layers[0] if net_class is StatefulLSTM else net.rnn
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.05)
@@ -213,7 +219,8 @@ def test_untrained_oscillator_bank_holds_each_frequency_for_a_linear_readout():
 
     data = generate_signals(n_samples=40, sampling_rate=1000.0, duration=10.0)
     torch.manual_seed(3)
-    bank = StatefulLSTM(hidden_size=64, num_layers=1, init="oscillators", init_periods=[40, 2000], init_decay_steps=500)
-    random = StatefulLSTM(hidden_size=64, num_layers=1, init="xavier_orthogonal")
+    bank = build_net("stateful", hidden_size=64, num_layers=1, init="oscillators", init_periods=[40, 2000],
+                     init_decay_steps=500)
+    random = build_net("stateful", hidden_size=64, num_layers=1, init="xavier_orthogonal")
     assert min(readout_r2(bank.layers[0], data)) > 0.95
     assert sum(readout_r2(random.layers[0], data)) / 4 < 0.7

@@ -8,17 +8,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
-INITS = ("default", "xavier_orthogonal", "oscillators")
+from lstmlab.choices import CELLS, INITS
+
+# the module of each name in lstmlab.choices.CELLS (the list the schemas check)
+CELL_MODULES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
+assert tuple(CELL_MODULES) == CELLS, "map exactly the names of lstmlab.choices.CELLS, in order"
 
 
 def make_recurrent(
-    cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, **kwargs
+    cell: str, input_size: int, hidden_size: int, *, num_layers: int, dropout: float, **kwargs
 ) -> nn.RNNBase:
-    """A batch-first ``nn.LSTM`` / ``nn.GRU`` (cuDNN on GPU)."""
-    if cell not in CELLS:
+    """A batch-first ``nn.LSTM`` / ``nn.GRU`` (cuDNN on GPU) of ``num_layers`` layers, ``dropout`` between them."""
+    if cell not in CELL_MODULES:
         raise ValueError(f"cell={cell!r}: unknown recurrent cell; choose one of {sorted(CELLS)}")
-    return CELLS[cell](
+    return CELL_MODULES[cell](
         input_size,
         hidden_size,
         num_layers=num_layers,
@@ -29,7 +32,7 @@ def make_recurrent(
 
 
 def init_recurrent(
-    module: nn.RNNBase, scheme: str, periods: Sequence[float] = (4.0, 200.0), decay_steps: float = 50.0
+    module: nn.RNNBase, scheme: str, periods: Sequence[float] | None = None, decay_steps: float | None = None
 ) -> None:
     """Initialise a recurrent module's weights by ``scheme``:
 
@@ -38,7 +41,7 @@ def init_recurrent(
       forget bias 1 (keeps the cell state alive early in training, which long signals need);
     - ``oscillators`` (LSTM only): ``xavier_orthogonal``, then the first layer becomes a bank of damped
       oscillators (see ``init_oscillator_bank``) with ``periods`` [shortest, longest] in steps and amplitudes
-      that decay by 1/e in ``decay_steps`` steps.
+      that decay by 1/e in ``decay_steps`` steps (both required for this scheme only).
     """
     if scheme not in INITS:
         raise ValueError(f"init={scheme!r}: unknown initialisation; choose one of {list(INITS)}")
@@ -48,6 +51,8 @@ def init_recurrent(
     if scheme == "oscillators":
         if not isinstance(module, nn.LSTM):
             raise ValueError(f"init='oscillators' needs LSTM cells, got {type(module).__name__}; use cell=lstm")
+        if periods is None or decay_steps is None:
+            raise ValueError("init='oscillators' needs init_periods and init_decay_steps (model.net)")
         init_oscillator_bank(module, periods, decay_steps)
 
 

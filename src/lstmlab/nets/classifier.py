@@ -12,18 +12,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from lstmlab.choices import ACTIVATIONS, BASIC_INITS, FREEZE_PARTS, NORMS, POOLINGS
 from lstmlab.nets.cells import init_recurrent, make_recurrent
-from lstmlab.nets.heads import ACTIVATIONS
-
-POOLINGS = ("last", "mean", "attention")
-NORMS = ("none", "batchnorm", "layernorm")
-PARTS = ("lstm", "attention", "head")
+from lstmlab.nets.heads import ACTIVATION_MODULES
 
 
 class AttentionPooling(nn.Module):
     """Additive attention over time: ``softmax_t(v . tanh(W h_t))`` over the valid steps only."""
 
-    def __init__(self, features: int, hidden: int = 64) -> None:
+    def __init__(self, features: int, hidden: int) -> None:
         super().__init__()
         self.score = nn.Sequential(nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
 
@@ -37,7 +34,7 @@ def make_classifier_head(
     in_features: int, out_features: int, hidden_dims: Sequence[int], activation: str, dropout: float, norm: str
 ) -> nn.Sequential:
     """``[Linear -> norm -> act -> dropout] * len(hidden_dims) -> Linear``."""
-    if activation not in ACTIVATIONS:
+    if activation not in ACTIVATION_MODULES:
         raise ValueError(f"activation={activation!r}: unknown; choose one of {sorted(ACTIVATIONS)}")
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r}: unknown; choose one of {list(NORMS)}")
@@ -49,7 +46,7 @@ def make_classifier_head(
             layers.append(nn.BatchNorm1d(size))
         elif norm == "layernorm":
             layers.append(nn.LayerNorm(size))
-        layers.append(ACTIVATIONS[activation]())
+        layers.append(ACTIVATION_MODULES[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = size
@@ -79,17 +76,20 @@ class LSTMClassifier(nn.Module):
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
     """
 
+    # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's). The defaults
+    # below only serve callers that build the net by hand (tests/test_sequence_classification.py): they repeat
+    # that YAML's values and go once those callers build from it (tests/helpers.py: build_net).
     def __init__(
         self,
         input_size: int = 5,
         num_classes: int = 2,
-        hidden_size: int = 64,
-        num_layers: int = 2,
+        hidden_size: int = 32,
+        num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.2,
         cell: str = "lstm",
         pooling: str = "attention",
-        attention_size: int = 64,
+        attention_size: int = 32,
         hidden_dims: Sequence[int] = (32,),
         activation: str = "relu",
         head_dropout: float = 0.3,
@@ -101,6 +101,8 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}: unknown; choose one of {list(POOLINGS)}")
+        if init not in BASIC_INITS:  # every layer starts alike: an oscillator bank is a first layer's job
+            raise ValueError(f"init={init!r}: unknown; choose one of {list(BASIC_INITS)}")
         self.input_size = input_size
         self.num_classes = num_classes
         self.hidden_size = hidden_size
@@ -113,7 +115,10 @@ class LSTMClassifier(nn.Module):
         self.lstm = nn.ModuleList()
         for layer in range(num_layers):
             width = input_size if layer == 0 else features
-            self.lstm.append(nn.ModuleList(make_recurrent(cell, width, hidden_size) for _ in range(directions)))
+            # one layer per module: the backward direction reads each sequence reversed within its own length
+            self.lstm.append(nn.ModuleList(
+                make_recurrent(cell, width, hidden_size, num_layers=1, dropout=0.0) for _ in range(directions)
+            ))
         for layer in self.lstm:
             for rnn in layer:
                 init_recurrent(rnn, init)
@@ -128,8 +133,8 @@ class LSTMClassifier(nn.Module):
     def freeze(self, parts: Sequence[str]) -> None:
         """Stop gradients to the named parts (their parameters get ``requires_grad=False``)."""
         for part in parts:
-            if part not in PARTS:
-                raise ValueError(f"freeze={list(parts)}: unknown part {part!r}; choose from {list(PARTS)}")
+            if part not in FREEZE_PARTS:
+                raise ValueError(f"freeze={list(parts)}: unknown part {part!r}; choose from {list(FREEZE_PARTS)}")
             module = getattr(self, part)
             for param in module.parameters() if module is not None else ():
                 param.requires_grad_(False)

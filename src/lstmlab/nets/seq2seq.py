@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lstmlab.choices import BASIC_INITS
 from lstmlab.errors import ConfigError
 from lstmlab.nets.cells import init_recurrent, make_recurrent
 
@@ -29,16 +30,20 @@ def check_heads(num_heads: int, attention_dim: int) -> None:
 class Seq2SeqAttention(nn.Module):
     """``x`` [batch, input_len, input_size] -> forecast [batch, horizon, output_size] (+ attention weights)."""
 
+    # The values come from conf/model/seq2seq_attention.yaml (model.net; the sizes left null there are the data's).
+    # The defaults left below only serve a caller that builds the net by hand with fewer keys
+    # (tests/test_series.py): they repeat that YAML's values and go once it builds from the config.
     def __init__(
         self,
-        input_size: int = 1,
-        output_size: int = 1,
-        hidden_size: int = 64,
+        *,
+        input_size: int,
+        output_size: int,
+        hidden_size: int,
+        num_heads: int,
         encoder_hidden_size: int | None = None,
         encoder_layers: int = 2,
         decoder_layers: int = 2,
         bidirectional: bool = True,
-        num_heads: int = 4,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         layer_norm: bool = True,
@@ -46,6 +51,8 @@ class Seq2SeqAttention(nn.Module):
     ) -> None:
         super().__init__()
         check_heads(num_heads, hidden_size)
+        if init not in BASIC_INITS:  # encoder and decoder layers start alike: an oscillator bank is a first layer's job
+            raise ValueError(f"init={init!r}: unknown; choose one of {list(BASIC_INITS)}")
         if output_size > input_size:
             raise ConfigError(f"model.net.output_size={output_size} exceeds input_size={input_size}: targets are input channels too")
         self.input_size = input_size
@@ -56,8 +63,9 @@ class Seq2SeqAttention(nn.Module):
         encoded = directions * encoder_hidden
         self.decoder_layers = decoder_layers
         self.hidden_size = hidden_size
-        self.encoder = make_recurrent("lstm", input_size, encoder_hidden, encoder_layers, dropout, bidirectional=bidirectional)
-        self.decoder = make_recurrent("lstm", output_size, hidden_size, decoder_layers, dropout)
+        self.encoder = make_recurrent("lstm", input_size, encoder_hidden, num_layers=encoder_layers, dropout=dropout,
+                                      bidirectional=bidirectional)
+        self.decoder = make_recurrent("lstm", output_size, hidden_size, num_layers=decoder_layers, dropout=dropout)
         for rnn in (self.encoder, self.decoder):
             init_recurrent(rnn, init)
         self.bridge_h = nn.Linear(encoded, decoder_layers * hidden_size)

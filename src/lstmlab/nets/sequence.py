@@ -16,18 +16,22 @@ class SequenceLSTM(nn.Module):
     The init and freeze options act on the first layer of the stack, as in ``StatefulLSTM``.
     """
 
+    # The values come from conf/model/sequence.yaml (model.net). The defaults left below only serve a caller that
+    # builds the net by hand with fewer keys (benchmarks/workloads.py): they repeat that YAML's values and go
+    # once it builds from the config.
     def __init__(
         self,
-        input_size: int = 5,
-        output_size: int = 1,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-        cell: str = "lstm",
-        head_hidden: Sequence[int] = (),
-        head_activation: str = "relu",
+        *,
+        input_size: int,
+        output_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        cell: str,
+        head_hidden: Sequence[int],
+        head_activation: str,
+        init: str,
         head_dropout: float = 0.0,
-        init: str = "xavier_orthogonal",
         init_periods: Sequence[float] = (4.0, 200.0),
         init_decay_steps: float = 50.0,
         freeze_cell_dynamics: bool = False,
@@ -36,7 +40,7 @@ class SequenceLSTM(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dropout)
+        self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout)
         init_recurrent(self.rnn, init, init_periods, init_decay_steps)
         self.frozen = FrozenCellDynamics(self.rnn) if freeze_cell_dynamics else None
         self.head = make_head(hidden_size, output_size, head_hidden, head_activation, head_dropout)

@@ -15,7 +15,7 @@ The values are those of the step-by-step loop and so are the gradients (``tests/
 For LSTM layers with ``tbptt_steps=1`` (the L=1 default) every window is a single step, so pass 2 is written
 out as one cell step over all time steps at once (two matrix products and the gate arithmetic), its gates
 shared with the cell-state recurrence of pass 1: an ``nn.LSTM`` call on windows of length 1 costs more than
-the step itself (``benchmarks/PERFORMANCE.md``).
+the step itself (README, "Performance": the L=1 path against the plain step-by-step loop).
 """
 
 from __future__ import annotations
@@ -41,16 +41,20 @@ class StatefulLSTM(nn.Module):
     ``freeze_cell_dynamics`` keeps the first layer's cell dynamics as they start (``FrozenCellDynamics``).
     """
 
+    # The values come from conf/model/stateful.yaml (model.net). The defaults left below only serve callers that
+    # build the net by hand with fewer keys (tests/test_gpu.py, benchmarks/): they repeat that YAML's values and
+    # go once those callers build from the config (tests/helpers.py: build_net).
     def __init__(
         self,
+        *,
+        hidden_size: int,
+        num_layers: int,
+        tbptt_steps: int,
+        head_hidden: Sequence[int],
         input_size: int = 5,
         output_size: int = 1,
-        hidden_size: int = 64,
-        num_layers: int = 2,
         dropout: float = 0.0,
         cell: str = "lstm",
-        tbptt_steps: int = 1,
-        head_hidden: Sequence[int] = (),
         head_activation: str = "relu",
         init: str = "xavier_orthogonal",
         init_periods: Sequence[float] = (4.0, 200.0),
@@ -67,7 +71,9 @@ class StatefulLSTM(nn.Module):
         self.dropout = dropout
         self.tbptt_steps = tbptt_steps
         self.layers = nn.ModuleList(
-            make_recurrent(cell, input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)
+            # one module per layer: the truncated passes run layer by layer, dropout masks between them
+            make_recurrent(cell, input_size if i == 0 else hidden_size, hidden_size, num_layers=1, dropout=0.0)
+            for i in range(num_layers)
         )
         for i, layer in enumerate(self.layers):
             # an oscillator bank is a first layer's job: the layers above it read it

@@ -1,0 +1,41 @@
+"""The names each config option accepts, one tuple per option: the one list that schemas check against and
+that nets, tasks and datamodules map to what they build.
+
+Plain tuples and nothing imported: the schemas read this module on the ``--help`` path, before torch.
+"""
+
+from __future__ import annotations
+
+# ---- nets ------------------------------------------------------------------------------------------------
+# model.net.cell
+CELLS = ("lstm", "gru")
+# model.net.head_activation (recurrent nets), model.net.activation (classifier)
+ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "elu")
+# model.net.init of the classifier and the seq2seq net: schemes any recurrent layer can start from
+BASIC_INITS = ("default", "xavier_orthogonal")
+# model.net.init of the stateful and sequence nets: `oscillators` turns their first layer into a filter bank
+INITS = (*BASIC_INITS, "oscillators")
+# model.net.pooling (classifier): how the outputs over time become one vector
+POOLINGS = ("last", "mean", "attention")
+# model.net.norm (classifier head)
+NORMS = ("none", "batchnorm", "layernorm")
+# model.net.freeze (classifier): the parts that can stop receiving gradients
+FREEZE_PARTS = ("lstm", "attention", "head")
+
+# ---- tasks -----------------------------------------------------------------------------------------------
+# model.loss (seq2seq forecasting)
+LOSSES = ("mse", "mae")
+# model.teacher_forcing.schedule (seq2seq forecasting)
+TEACHER_FORCING_SCHEDULES = ("constant", "linear", "inverse_sigmoid")
+# model.class_weighting (classification)
+CLASS_WEIGHTINGS = ("balanced", "none")
+
+# ---- data ------------------------------------------------------------------------------------------------
+# data.target (prices; matched case-insensitively)
+PRICE_TARGETS = ("close", "return", "direction")
+# data.features.price_scale (prices)
+PRICE_SCALES = ("last_close", "none")
+# data.features.extras (prices): feature families added to the trend and FFT features
+PRICE_EXTRAS = ("returns", "volume")
+# data.missing (series)
+MISSING_POLICIES = ("error", "ffill")
