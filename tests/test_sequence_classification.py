@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lstmlab.data.casting import ensure_casting, generate_casting
-from lstmlab.data.sequence_datamodule import SequenceClassificationDataModule, channel_statistics, stratified_split
+from lstmlab.data.sequence_datamodule import SequenceClassificationDataModule, channel_statistics
+from lstmlab.data.splits import stratified_split
 from lstmlab.data.sequences import load_sequences
 from lstmlab.errors import DataFileError
 from lstmlab.nets.classifier import LSTMClassifier

@@ -48,11 +48,11 @@ def test_windows_stay_inside_their_split_with_exact_counts(tmp_path):
     dm = datamodule(write_csv(tmp_path / "s.csv"), covariates=["temp"])
     assert dm.bounds == [0, 60, 80, 100]
     # (segment length - window of 12) // stride 2 + 1
-    assert {k: len(w) for k, w in dm.windows.items()} == {"train": 25, "val": 5, "test": 5}
-    for (name, windows), begin, end in zip(dm.windows.items(), dm.bounds[:-1], dm.bounds[1:]):
+    assert {k: len(w) for k, w in dm.splits.items()} == {"train": 25, "val": 5, "test": 5}
+    for (name, windows), begin, end in zip(dm.splits.items(), dm.bounds[:-1], dm.bounds[1:]):
         starts = windows.starts[:, 1]
         assert starts.min() >= begin and (starts + 12).max() <= end, name
-    batch = dm.windows["val"][[0, 4]]
+    batch = dm.splits["val"][[0, 4]]
     assert batch["x"].shape == (2, 8, 2) and batch["y"].shape == (2, 4, 1)
     raw = load_series(dm.file_path, ["load", "temp"], time_column="date").values[0]
     # the first val window starts at the val boundary: input steps 60..67, targets 68..71 (load only)
@@ -73,7 +73,7 @@ def test_scaler_is_fitted_on_train_only(tmp_path):
     # change every val/test value (rows of steps 60..99): the scaler and MASE scale must not move
     changed = [line.replace(",1", ",9") if i > 60 else line for i, line in enumerate(lines)]
     after = datamodule(write_csv(tmp_path / "t.csv", header="\n".join(changed[:1]), rows=[l.split(",") for l in changed[1:]]))
-    assert not torch.equal(before.windows["test"].values, after.windows["test"].values)
+    assert not torch.equal(before.splits["test"].values, after.splits["test"].values)
     train = load_series(path, ["load"], time_column="date").values[0, :60, 0].astype(np.float64)
     np.testing.assert_allclose(after.scaler_mean, [train.mean()], rtol=1e-6)
     np.testing.assert_allclose(after.scaler_std, [train.std()], rtol=1e-6)
@@ -96,7 +96,7 @@ def test_hdf5_series_and_forward_fill(tmp_path):
     dm = SeriesDataModule(path=str(path), targets=["c"], missing="ffill", input_len=4, horizon=2, stride=1,
                           season_length=2, split_fractions=[0.5, 0.25, 0.25])
     dm.setup("fit")
-    assert len(dm.windows["train"]) == 2 * (20 - 6 + 1)  # two series, each cut at the same steps
+    assert len(dm.splits["train"]) == 2 * (20 - 6 + 1)  # two series, each cut at the same steps
 
 
 def test_generated_series_is_deterministic_and_cached(tmp_path):

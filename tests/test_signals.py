@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from lstmlab.data.signal_datamodule import SignalDataModule, split_samples
+from lstmlab.data.signal_datamodule import SignalDataModule
+from lstmlab.data.splits import split_samples
 from lstmlab.data.signals import cached_signals_path, ensure_signals, generate_signals, load_signals, write_signals
 from lstmlab.errors import ConfigError, DataFileError
 

@@ -22,7 +22,7 @@ class ForecastFigures(pl.Callback):
         writers = figure_writers(trainer)
         if not writers:
             return
-        windows = trainer.datamodule.windows["test"]
+        windows = trainer.datamodule.splits["test"]
         chosen = np.unique(np.linspace(0, len(windows) - 1, self.num_windows).round().astype(int)).tolist()
         batch = windows[chosen]
         with torch.no_grad():

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset
 
-from lstmlab.data.cached_file import FileOrGeneratedDataModule
+from lstmlab.data.datamodule import LstmlabDataModule
 from lstmlab.data.price_features import (
     FeatureSettings,
     PricePipeline,
@@ -30,10 +30,9 @@ from lstmlab.data.price_features import (
     series_features,
 )
 from lstmlab.data.prices import DEFAULT_COLUMNS, PriceSeries, ensure_prices, load_prices, load_prices_h5
-from lstmlab.data.signal_datamodule import split_samples
+from lstmlab.data.samplers import EpochBatches, IndexBatches, StreamChunks
+from lstmlab.data.splits import SPLITS, split_in_time
 from lstmlab.errors import DataFileError
-
-SPLITS = ("train", "val", "test")
 
 
 class PriceExamples(Dataset):
@@ -66,7 +65,7 @@ class PriceChunks(Dataset):
         return {k: v[part].unsqueeze(0) for k, v in self.tensors.items()} | {"first": chunk == 0}
 
 
-class PriceDataModule(FileOrGeneratedDataModule):
+class PriceDataModule(LstmlabDataModule):
     """Price history (OHLCV CSV, or the generated series) -> window features -> sequences of windows."""
 
     generate = staticmethod(ensure_prices)
@@ -95,8 +94,6 @@ class PriceDataModule(FileOrGeneratedDataModule):
         self.columns = {**DEFAULT_COLUMNS, **(columns or {})}
         self.series: PriceSeries | None = None
         self.pipeline: PricePipeline | None = None
-        self.splits: dict[str, PriceExamples] = {}
-
 
     def load_series(self) -> PriceSeries:
         if self.hparams.path is None:
@@ -176,31 +173,12 @@ class PriceDataModule(FileOrGeneratedDataModule):
     def num_features(self) -> int:
         return len(self.settings.names)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        if self.hparams.chunked:  # one stream per split, in time order
-            dataset = PriceChunks(self.splits[split], self.hparams.seq_len if split == "train" else None)
-            sampler = SequentialSampler(dataset)
-        else:
-            dataset = self.splits[split]
-            order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-            sampler = BatchSampler(order, batch_size, drop_last=False)
-        return DataLoader(
-            dataset, sampler=sampler, batch_size=None,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory, persistent_workers=self.hparams.num_workers > 0,
-        )
+    def dataset(self, split: str) -> Dataset:
+        if self.hparams.chunked:  # one stream per split: training in chunks of seq_len windows, evaluation whole
+            return PriceChunks(self.splits[split], self.hparams.seq_len if split == "train" else None)
+        return self.splits[split]
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-
-def split_in_time(n: int, fractions: Sequence[float]) -> tuple[int, int]:
-    """Where train ends and test begins among ``n`` examples in time order (the sizes of ``split_samples``)."""
-    sizes = {name: len(part) for name, part in split_samples(n, fractions, seed=0).items()}
-    return sizes["train"], sizes["train"] + sizes["val"]
+    def batch_order(self, split: str, batch_size: int, shuffle: bool) -> EpochBatches:
+        if self.hparams.chunked:
+            return StreamChunks(len(self.dataset(split)))
+        return IndexBatches(len(self.splits[split]), batch_size, shuffle, self.seed)

@@ -5,15 +5,13 @@ lightning-hydra-template): rank r of W takes items r, r + W, ... of every batch,
 batches one process would, and DDP's averaged gradients are those of the whole batch (exactly so when W divides
 the batch). Splitting each batch, not handing whole batches to ranks, also keeps a sample's chunks in order on
 one rank, which the stateful models need: their state runs on from chunk to chunk. The datamodules' samplers
-do this themselves, so the trainer configs set ``use_distributed_sampler: false``.
+(``lstmlab.data.samplers``) do this, so the trainer configs set ``use_distributed_sampler: false``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
-
-from torch.utils.data import Sampler
 
 T = TypeVar("T")
 
@@ -33,21 +31,3 @@ def share(batch: Sequence[T], rank: int, world: int) -> list[T]:
     if world == 1:
         return list(batch)
     return list(batch[rank::world]) or [batch[0]]
-
-
-class RankShare(Sampler[list[int]]):
-    """This rank's share of each batch of a sampler of index batches (``BatchSampler``, ``LengthBuckets``)."""
-
-    def __init__(self, batches: Sampler[list[int]]) -> None:
-        self.batches = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batches, "set_epoch"):
-            self.batches.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rank, world = rank_and_world()
-        return (share(batch, rank, world) for batch in self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)

@@ -8,19 +8,18 @@ sequence they hold; ``bucket_size`` > 1 groups sequences of similar length to cu
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
-from lstmlab.data.cached_file import FileOrGeneratedDataModule
 from lstmlab.data.casting import ensure_casting
-from lstmlab.data.ranks import RankShare
-from lstmlab.data.sequences import SPLITS, SequenceData, load_sequences
-from lstmlab.data.signal_datamodule import SignalDataModule, check_split_fractions
-from lstmlab.errors import ConfigError, DataFileError
+from lstmlab.data.datamodule import LstmlabDataModule
+from lstmlab.data.samplers import IndexBatches
+from lstmlab.data.sequences import SequenceData, load_sequences
+from lstmlab.data.splits import SPLITS, stratified_split
+from lstmlab.errors import DataFileError
 
 
 class SequenceBatches(Dataset):
@@ -46,40 +45,7 @@ class SequenceBatches(Dataset):
         }
 
 
-class LengthBuckets(Sampler[list[int]]):
-    """Batches of ``batch_size`` indices; with ``bucket_size`` > 1, each run of ``bucket_size`` batches is
-    sorted by length first, so a batch holds sequences of similar length (batch order still shuffled)."""
-
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, bucket_size: int = 1, seed: int = 0) -> None:
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.bucket_size = bucket_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
-        batches = []
-        span = self.batch_size * max(1, self.bucket_size)
-        for begin in range(0, len(order), span):
-            bucket = order[begin : begin + span]
-            if self.bucket_size > 1:
-                bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
-            batches += [bucket[i : i + self.batch_size].tolist() for i in range(0, len(bucket), self.batch_size)]
-        if self.shuffle and self.bucket_size > 1:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return iter(batches)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-
-class SequenceClassificationDataModule(FileOrGeneratedDataModule):
+class SequenceClassificationDataModule(LstmlabDataModule):
     """Reads ``path`` (or generates the casting data into ``data_dir``) and serves train/val/test batches."""
 
     generate = staticmethod(ensure_casting)
@@ -100,10 +66,8 @@ class SequenceClassificationDataModule(FileOrGeneratedDataModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.data: SequenceData | None = None
-        self.splits: dict[str, SequenceBatches] = {}
         self.channel_mean: np.ndarray | None = None
         self.channel_std: np.ndarray | None = None
-
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
@@ -151,46 +115,15 @@ class SequenceClassificationDataModule(FileOrGeneratedDataModule):
     def train_class_counts(self) -> np.ndarray:
         return np.bincount(self.splits["train"].labels.numpy(), minlength=self.num_classes)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    @property
+    def seed(self) -> int:
+        return self.hparams.split_seed
+
+    def batch_order(self, split: str, batch_size: int, shuffle: bool) -> IndexBatches:
+        """Training batches bucketed by length (``bucket_size``), evaluation batches in order."""
         dataset = self.splits[split]
         bucket = self.hparams.bucket_size if shuffle else 1
-        sampler = RankShare(LengthBuckets(dataset.lengths.numpy(), batch_size, shuffle, bucket, self.hparams.split_seed))
-        return DataLoader(
-            dataset,
-            sampler=sampler,
-            batch_size=None,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    # train: shuffled and bucketed; val/test: in order, eval_batch_size (the signal datamodule's rule)
-    train_dataloader = SignalDataModule.train_dataloader
-    val_dataloader = SignalDataModule.val_dataloader
-    test_dataloader = SignalDataModule.test_dataloader
-
-
-def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
-    """Each class cut by ``fractions`` (train, val, test) after a seeded shuffle, so the splits keep the class mix."""
-    check_split_fractions(fractions)
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(fractions[1] * idx.size))
-        n_test = int(round(fractions[2] * idx.size))
-        n_train = idx.size - n_val - n_test
-        parts["train"].append(idx[:n_train])
-        parts["val"].append(idx[n_train : n_train + n_val])
-        parts["test"].append(idx[n_train + n_val :])
-    split = {name: np.sort(np.concatenate(p)) for name, p in parts.items()}
-    for name, idx in split.items():
-        if idx.size == 0:
-            raise ConfigError(
-                f"data: {labels.size} sequences are too few for split_fractions={list(fractions)} "
-                f"(the {name} split is empty); add sequences or change data.split_fractions"
-            )
-    return split
+        return IndexBatches(len(dataset), batch_size, shuffle, self.seed, dataset.lengths.numpy(), bucket)
 
 
 def channel_statistics(sequences: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,6 @@ import numpy as np
 from lstmlab.data.hdf5 import atomic_h5, check_finite, open_h5, read_array
 from lstmlab.errors import DataFileError
 
-SPLITS = ("train", "val", "test")
-
-
 @dataclass(frozen=True)
 class SequenceData:
     sequences: np.ndarray  # [N, T_max, C] float32, zero past each length

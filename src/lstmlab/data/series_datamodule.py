@@ -8,19 +8,17 @@ segment only, and keeps those statistics in its checkpoint.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset
 
-from lstmlab.data.cached_file import FileOrGeneratedDataModule
-from lstmlab.data.ranks import RankShare
-from lstmlab.data.series import SeriesData, ensure_series, load_series, parse_times
+from lstmlab.data.datamodule import LstmlabDataModule
+from lstmlab.data.samplers import IndexBatches
+from lstmlab.data.series import SeriesData, ensure_series, load_series
+from lstmlab.data.splits import SPLITS, split_time_axis
 from lstmlab.errors import ConfigError
-
-SPLITS = ("train", "val", "test")
 
 
 class SeriesWindows(Dataset):
@@ -49,25 +47,7 @@ def window_starts(begin: int, end: int, num_series: int, window: int, stride: in
     return np.stack(np.broadcast_arrays(np.arange(num_series)[:, None], starts[None, :]), axis=-1).reshape(-1, 2)
 
 
-def split_bounds(num_steps: int, fractions: Sequence[float] | None, dates: Sequence | None, times: list | None) -> list[int]:
-    """[0, val_begin, test_begin, num_steps]: the three consecutive segments of the time axis."""
-    if dates is not None:
-        if times is None:
-            raise ConfigError("data.split_dates needs time stamps: a CSV with data.time_column set; use data.split_fractions")
-        if len(dates) != 2:
-            raise ConfigError(f"data.split_dates={list(dates)}: give two dates, [val_start, test_start]")
-        val_start, test_start = parse_times([str(d) for d in dates], "data.split_dates")
-        if type(val_start) is not type(times[0]) or not val_start < test_start:
-            raise ConfigError(f"data.split_dates={list(dates)}: need val_start < test_start, in the time column's format")
-        return [0, bisect.bisect_left(times, val_start), bisect.bisect_left(times, test_start), num_steps]
-    if fractions is None or len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"data.split_fractions={list(fractions or [])}: need three positive fractions summing to 1")
-    n_train = int(round(fractions[0] * num_steps))
-    n_val = int(round(fractions[1] * num_steps))
-    return [0, n_train, n_train + n_val, num_steps]
-
-
-class SeriesDataModule(FileOrGeneratedDataModule):
+class SeriesDataModule(LstmlabDataModule):
     """Reads (or generates) the series, cuts windows per split and fits the scaler on the train segment."""
 
     generate = staticmethod(ensure_series)
@@ -96,10 +76,8 @@ class SeriesDataModule(FileOrGeneratedDataModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.data: SeriesData | None = None
-        self.windows: dict[str, SeriesWindows] = {}
         self.bounds: list[int] = []
         self.scaler_mean = self.scaler_std = self.mase_scale = None
-
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
@@ -112,7 +90,7 @@ class SeriesDataModule(FileOrGeneratedDataModule):
             )
         data = load_series(self.file_path, hp.targets, hp.covariates, hp.time_column, hp.missing)
         num_series, num_steps, _ = data.values.shape
-        self.bounds = split_bounds(num_steps, hp.split_fractions, hp.split_dates, data.times)
+        self.bounds = split_time_axis(num_steps, hp.split_fractions, hp.split_dates, data.times)
         window = hp.input_len + hp.horizon
         for name, begin, end in zip(SPLITS, self.bounds[:-1], self.bounds[1:]):
             if end - begin < window:
@@ -133,7 +111,7 @@ class SeriesDataModule(FileOrGeneratedDataModule):
         values = torch.from_numpy(data.values)
         for name, begin, end in zip(SPLITS, self.bounds[:-1], self.bounds[1:]):
             starts = window_starts(begin, end, num_series, window, hp.stride)
-            self.windows[name] = SeriesWindows(values, data.num_targets, starts, hp.input_len, hp.horizon)
+            self.splits[name] = SeriesWindows(values, data.num_targets, starts, hp.input_len, hp.horizon)
         self.data = data
 
     @property
@@ -153,24 +131,9 @@ class SeriesDataModule(FileOrGeneratedDataModule):
             "horizon": int(self.hparams.horizon),
         }
 
-    def _loader(self, split: str) -> DataLoader:
-        """Training windows reshuffled every epoch (seeded); evaluation windows in time order."""
-        dataset = self.windows[split]
-        if split == "train":
-            order, size = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.hparams.shuffle_seed)), self.hparams.batch_size
-        else:
-            order, size = SequentialSampler(dataset), self.hparams.eval_batch_size or self.hparams.batch_size
-        workers = self.hparams.num_workers
-        return DataLoader(dataset, sampler=RankShare(BatchSampler(order, size, drop_last=False)), batch_size=None,
-                          num_workers=workers, pin_memory=self.hparams.pin_memory, persistent_workers=workers > 0)
+    @property
+    def seed(self) -> int:
+        return self.hparams.shuffle_seed
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    predict_dataloader = test_dataloader
+    def batch_order(self, split: str, batch_size: int, shuffle: bool) -> IndexBatches:
+        return IndexBatches(len(self.splits[split]), batch_size, shuffle, self.seed)

@@ -9,18 +9,17 @@ delivered chunk after chunk, so that the task can carry the recurrent state from
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
-from lstmlab.data.cached_file import FileOrGeneratedDataModule
-from lstmlab.data.ranks import rank_and_world, share
+from lstmlab.data.datamodule import LstmlabDataModule
+from lstmlab.data.samplers import ChunkBatches, ChunkKey
 from lstmlab.data.signals import SignalData, ensure_signals, load_signals
+from lstmlab.data.splits import split_samples
 from lstmlab.errors import ConfigError
-
-ChunkKey = tuple[tuple[int, ...], int]  # (example indices, chunk index)
 
 
 class SignalChunks(Dataset):
@@ -61,36 +60,7 @@ class SignalChunks(Dataset):
         return self.batch(torch.full_like(freq, position), freq)
 
 
-class ChunkSampler(Sampler[ChunkKey]):
-    """Groups of ``batch_size`` examples (reshuffled every epoch when ``shuffle``), each group chunk by chunk.
-    Under DDP each rank takes its share of every group (``lstmlab.data.ranks``)."""
-
-    def __init__(self, num_examples: int, num_chunks: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        self.num_examples = num_examples
-        self.num_chunks = num_chunks
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[ChunkKey]:
-        order = np.arange(self.num_examples)
-        if self.shuffle:
-            order = np.random.default_rng((self.seed, self.epoch)).permutation(self.num_examples)
-        rank, world = rank_and_world()
-        for begin in range(0, self.num_examples, self.batch_size):
-            group = tuple(share([int(i) for i in order[begin : begin + self.batch_size]], rank, world))
-            for chunk in range(self.num_chunks):
-                yield group, chunk
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_examples / self.batch_size) * self.num_chunks
-
-
-class SignalDataModule(FileOrGeneratedDataModule):
+class SignalDataModule(LstmlabDataModule):
     """Generates (or reads) the signal file, splits samples into train/val/test and serves chunk batches."""
 
     generate = staticmethod(ensure_signals)
@@ -111,8 +81,6 @@ class SignalDataModule(FileOrGeneratedDataModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.data: SignalData | None = None
-        self.splits: dict[str, SignalChunks] = {}
-
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
@@ -135,44 +103,10 @@ class SignalDataModule(FileOrGeneratedDataModule):
     def num_inputs(self) -> int:
         return 1 + len(self.data.frequencies)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    @property
+    def seed(self) -> int:
+        return self.hparams.split_seed
+
+    def batch_order(self, split: str, batch_size: int, shuffle: bool) -> ChunkBatches:
         dataset = self.splits[split]
-        sampler = ChunkSampler(len(dataset), dataset.num_chunks, batch_size, shuffle, self.hparams.split_seed)
-        return DataLoader(
-            dataset,
-            sampler=sampler,
-            batch_size=None,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size or self.hparams.batch_size, shuffle=False)
-
-
-def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
-    """A seeded permutation of sample indices cut by ``fractions`` (train, val, test); each split non-empty."""
-    check_split_fractions(fractions)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(fractions[1] * n)))
-    n_test = max(1, int(round(fractions[2] * n)))
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ConfigError(f"data: {n} samples are too few for split_fractions={list(fractions)}")
-    return {
-        "train": np.sort(order[:n_train]),
-        "val": np.sort(order[n_train : n_train + n_val]),
-        "test": np.sort(order[n_train + n_val :]),
-    }
-
-
-def check_split_fractions(fractions: Sequence[float]) -> None:
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"data.split_fractions={list(fractions)}: need three positive fractions summing to 1")
+        return ChunkBatches(len(dataset), dataset.num_chunks, batch_size, shuffle, self.seed)

@@ -1,0 +1,101 @@
+"""Train / val / test splits: the rules every datamodule follows, written once.
+
+Samples that are independent of each other (signal samples, sequences) are split at random, seeded, or
+stratified by class; examples ordered in time (prices, series) are cut into consecutive segments, so that
+no later value trains a model that is scored on an earlier one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+
+from lstmlab.data.series import parse_times
+from lstmlab.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def check_split_fractions(fractions: Sequence[float] | None) -> None:
+    """Three positive fractions summing to 1, else a ``ConfigError`` naming ``data.split_fractions``."""
+    values = list(fractions or [])
+    if len(values) != 3 or any(f <= 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise ConfigError(f"data.split_fractions={values}: need three positive fractions summing to 1")
+
+
+def split_sizes(n: int, fractions: Sequence[float]) -> dict[str, int]:
+    """How many of ``n`` samples go to each split: val and test get at least one each, train the rest."""
+    check_split_fractions(fractions)
+    n_val = max(1, int(round(fractions[1] * n)))
+    n_test = max(1, int(round(fractions[2] * n)))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ConfigError(f"data: {n} samples are too few for split_fractions={list(fractions)}")
+    return {"train": n_train, "val": n_val, "test": n_test}
+
+
+def split_samples(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """A seeded permutation of sample indices cut by ``fractions`` (train, val, test); each split non-empty."""
+    sizes = split_sizes(n, fractions)
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_val = sizes["train"], sizes["val"]
+    return {
+        "train": np.sort(order[:n_train]),
+        "val": np.sort(order[n_train : n_train + n_val]),
+        "test": np.sort(order[n_train + n_val :]),
+    }
+
+
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """Each class cut by ``fractions`` (train, val, test) after a seeded shuffle, so the splits keep the class mix."""
+    check_split_fractions(fractions)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(fractions[1] * idx.size))
+        n_test = int(round(fractions[2] * idx.size))
+        n_train = idx.size - n_val - n_test
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train : n_train + n_val])
+        parts["test"].append(idx[n_train + n_val :])
+    split = {name: np.sort(np.concatenate(p)) for name, p in parts.items()}
+    for name, idx in split.items():
+        if idx.size == 0:
+            raise ConfigError(
+                f"data: {labels.size} sequences are too few for split_fractions={list(fractions)} "
+                f"(the {name} split is empty); add sequences or change data.split_fractions"
+            )
+    return split
+
+
+def split_in_time(n: int, fractions: Sequence[float]) -> tuple[int, int]:
+    """Where val and test begin among ``n`` examples in time order (the sizes of ``split_sizes``)."""
+    sizes = split_sizes(n, fractions)
+    return sizes["train"], sizes["train"] + sizes["val"]
+
+
+def split_time_axis(
+    num_steps: int, fractions: Sequence[float] | None, dates: Sequence | None, times: list | None
+) -> list[int]:
+    """[0, val_begin, test_begin, num_steps]: three consecutive segments of a time axis, cut by ``dates``
+    ([val_start, test_start], in the time column's format) or else by ``fractions`` of the steps."""
+    if dates is not None:
+        if times is None:
+            raise ConfigError(
+                "data.split_dates needs time stamps: a CSV with data.time_column set; use data.split_fractions"
+            )
+        if len(dates) != 2:
+            raise ConfigError(f"data.split_dates={list(dates)}: give two dates, [val_start, test_start]")
+        val_start, test_start = parse_times([str(d) for d in dates], "data.split_dates")
+        if type(val_start) is not type(times[0]) or not val_start < test_start:
+            raise ConfigError(
+                f"data.split_dates={list(dates)}: need val_start < test_start, in the time column's format"
+            )
+        return [0, bisect.bisect_left(times, val_start), bisect.bisect_left(times, test_start), num_steps]
+    check_split_fractions(fractions)
+    n_train = int(round(fractions[0] * num_steps))
+    n_val = int(round(fractions[1] * num_steps))
+    return [0, n_train, n_train + n_val, num_steps]
