@@ -58,6 +58,30 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
 
 
+# a checkpoint every 7 optimizer steps: most of them fall inside an epoch (an epoch here is 80 steps)
+STEP_CHECKPOINTS = ["callbacks.model_checkpoint.every_n_train_steps=7"]
+
+
+def test_sigkill_mid_epoch_then_resume_ends_bit_identical(tmp_path):
+    _, reference = train(tmp_path, *LONGER, *STEP_CHECKPOINTS, run_dir="reference")
+
+    killed = tmp_path / "killed"
+    proc = start_training(tmp_path, killed, *STEP_CHECKPOINTS)
+    wait_for(killed / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    assert 0 < done < 80, f"the kill was meant to land inside an epoch; the checkpoint is after batch {done}"
+
+    train(tmp_path, *LONGER, *STEP_CHECKPOINTS, "resume=true", run_dir="killed")
+    assert read_metrics(killed)["test"] == read_metrics(reference)["test"]
+    assert read_metrics(killed)["global_steps"] == read_metrics(reference)["global_steps"]
+    resumed, expected = weights(killed), weights(reference)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+
+
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(tmp_path):
     run = tmp_path / "run"
     proc = start_training(tmp_path, run)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.optuna_trial import TrialLink
 
@@ -93,12 +94,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
     apply_extras(cfg)
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt}: checkpoint not found; pass a .ckpt file, e.g. "
-            "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
-        )
+    ckpt = check_checkpoint_file(cfg.ckpt_path)
     saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(
@@ -111,14 +107,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         saved.data.path = cfg.data_path
 
     datamodule = instantiate(saved.data, _convert_="all")
-    task_class = get_class(saved.model._target_)
-    try:
-        task = task_class.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
-    except Exception as err:  # a foreign or damaged file: say which, not how unpickling failed
-        raise ConfigError(
-            f"ckpt_path={ckpt}: not a readable {task_class.__name__} checkpoint ({type(err).__name__}: {err}); "
-            "pass a checkpoint written by lstmlab-train for this run"
-        ) from None
+    task = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train for this run")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     run = trainer.test if cfg.split == "test" else trainer.validate
     run(task, datamodule=datamodule)
@@ -138,8 +127,8 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
                 f"resume=true: no {last} to resume from; pass hydra.run.dir=<the interrupted run's directory>"
             )
         return str(last)
-    if ckpt is not None and not Path(ckpt).is_file():
-        raise ConfigError(f"ckpt_path={ckpt}: checkpoint not found; pass a .ckpt file, 'last' or null")
+    if ckpt is not None:
+        check_checkpoint_file(ckpt, "a .ckpt file, 'last' or null")
     return ckpt
 
 

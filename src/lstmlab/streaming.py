@@ -25,6 +25,7 @@ import torch
 
 from lstmlab.data.price_features import FeatureBuffer, PricePipeline
 from lstmlab.data.prices import DEFAULT_COLUMNS, header_positions, parse_price, parse_row
+from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.errors import ConfigError, DataFileError
 
 
@@ -43,15 +44,8 @@ def load_task(ckpt_path: str | Path):
     """The ``PriceForecastTask`` of a checkpoint written by ``lstmlab-train experiment=price_forecast``."""
     from lstmlab.tasks.price_forecast import PriceForecastTask
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: checkpoint not found; pass a .ckpt file of a price_forecast run, "
-                          "e.g. ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt")
-    try:
-        task = PriceForecastTask.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a foreign or damaged file: say which, not how unpickling failed
-        raise ConfigError(f"ckpt_path={path}: not a readable PriceForecastTask checkpoint ({type(err).__name__}: "
-                          f"{err}); pass a checkpoint written by lstmlab-train experiment=price_forecast") from None
+    path = check_checkpoint_file(ckpt_path, "a .ckpt file of a price_forecast run")
+    task = load_task_checkpoint(PriceForecastTask, path, "lstmlab-train experiment=price_forecast")
     if task.pipeline is None:
         raise ConfigError(f"ckpt_path={path}: the checkpoint holds no price features (feature settings and "
                           "normalisation); pass a checkpoint written by lstmlab-train experiment=price_forecast")

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from lstmlab.tasks.classification import classification_metrics
+from lstmlab.metrics import best_f1_threshold, classification_metrics
 
 
 def summary_features(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -65,8 +65,6 @@ class SummaryStatsBaseline(pl.Callback):
         self.l2 = l2
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from lstmlab.tasks.classification import best_f1_threshold
-
         datamodule = trainer.datamodule
         k = datamodule.num_classes
         splits = {name: datamodule.splits[name] for name in ("train", "val", "test")}

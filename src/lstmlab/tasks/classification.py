@@ -9,29 +9,29 @@ saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchmetrics import CatMetric, MaxMetric
-from torchmetrics import functional as M
+from torchmetrics import CatMetric
 
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.regression import SignalRegressionTask
-from lstmlab.tasks.train_loss import TrainLossLogging
+from lstmlab.metrics import best_f1_threshold, classification_metrics
+from lstmlab.tasks.base import LstmlabTask
 
 WEIGHTINGS = ("balanced", "none")
 
 
-class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
+class SequenceClassificationTask(LstmlabTask):
     """Metrics per stage: loss, auroc, aupr (average precision), accuracy, f1; ``val/auroc_best`` for sweeps.
 
     Binary: accuracy and F1 at the threshold that maximises F1 on validation, applied unchanged on test.
     K > 2: macro-averaged one-vs-rest AUROC / AUPR, argmax accuracy, macro F1.
     """
+
+    monitor = "val/auroc"
+    monitor_mode = "max"
 
     def __init__(
         self,
@@ -47,7 +47,6 @@ class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
         self.net: nn.Module | None = None
         if net.get("input_size") is not None and net.get("num_classes") is not None:
             self._build(dict(net))
-        self.val_auroc_best = MaxMetric()
         self.outputs = nn.ModuleDict({stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")})
         self.epoch_outputs: dict[str, dict[str, Tensor]] = {}
 
@@ -115,10 +114,6 @@ class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
         present = {type(callback) for callback in self.trainer.callbacks}
         return [make() for make in (SummaryStatsBaseline, PerformanceSummary) if make not in present]
 
-    # the regression task's optimizer/scheduler set-up fits as it is (frozen parameters never get a gradient,
-    # so the optimizer leaves them alone)
-    configure_optimizers = SignalRegressionTask.configure_optimizers
-
     # ---- steps ---------------------------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Raw sensor values [batch, T, C] -> logits ([batch] binary, [batch, K] otherwise)."""
@@ -137,32 +132,14 @@ class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
         self.log_train_loss(loss, len(batch["y"]))
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect("val", batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect("test", batch)
-
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self.probabilities(self(batch["x"], batch["lengths"]))
 
-    def _collect(self, stage: str, batch: dict) -> None:
+    def update_metrics(self, stage: str, batch: dict) -> None:
         self.outputs[stage]["logits"].update(self(batch["x"], batch["lengths"]))
         self.outputs[stage]["y"].update(batch["y"])
 
-    # ---- epoch ends ----------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        self.val_auroc_best.reset()  # forget the sanity-check validation
-
-    def on_validation_epoch_end(self) -> None:
-        values = self._log_stage("val")
-        self.val_auroc_best(values["val/auroc"])
-        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_stage("test")
-
-    def _log_stage(self, stage: str) -> dict[str, Tensor]:
+    def log_stage(self, stage: str) -> dict[str, Tensor]:
         logits = self.outputs[stage]["logits"].compute()
         y = self.outputs[stage]["y"].compute().long()
         for metric in self.outputs[stage].values():
@@ -174,35 +151,3 @@ class SequenceClassificationTask(TrainLossLogging, pl.LightningModule):
         self.epoch_outputs[stage] = {"probs": probs.detach().cpu(), "y": y.cpu()}
         self.log_dict(values)
         return values
-
-
-def classification_metrics(probs: Tensor, y: Tensor, num_classes: int, threshold: float, stage: str) -> dict[str, Tensor]:
-    """AUROC, AUPR (average precision), accuracy and F1 of probabilities ``probs`` against labels ``y``."""
-    if num_classes == 2:
-        kw: dict[str, Any] = {"task": "binary"}
-        hard = dict(kw, threshold=threshold)
-    else:
-        kw = {"task": "multiclass", "num_classes": num_classes, "average": "macro"}
-        hard = kw
-    values = {
-        "auroc": M.auroc(probs, y, **kw),
-        "aupr": M.average_precision(probs, y, **kw),
-        "accuracy": M.accuracy(probs, y, **dict(hard, average="micro") if num_classes > 2 else hard),
-        "f1": M.f1_score(probs, y, **hard),
-    }
-    values = {f"{stage}/{name}": torch.nan_to_num(value.float(), nan=0.5 if name == "auroc" else 0.0) for name, value in values.items()}
-    if num_classes == 2:
-        values[f"{stage}/threshold"] = torch.tensor(threshold)
-    return values
-
-
-def best_f1_threshold(probs: Tensor, y: Tensor) -> float:
-    """The probability threshold (predict positive at >= it) that maximises F1 on these labels."""
-    if y.sum() == 0:
-        return 0.5
-    order = torch.argsort(probs, descending=True)
-    hits = y[order].float()
-    tp = hits.cumsum(0)
-    k = torch.arange(1, len(hits) + 1, device=probs.device)
-    f1 = 2 * tp / (k + hits.sum())  # 2 P R / (P + R) with P = tp / k and R = tp / positives
-    return float(probs[order][int(torch.argmax(f1))])

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from torchmetrics.classification import BinaryAccuracy
 
 from lstmlab.data.price_features import PricePipeline
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.regression import SignalRegressionTask, detach_state
+from lstmlab.tasks.base import LstmlabTask, net_config
 
 FORECASTERS = ("model", "persistence", "moving_average")
 
 
-class PriceForecastTask(SignalRegressionTask):
+class PriceForecastTask(LstmlabTask):
     """The net reads ``seq_len`` normalised feature vectors; its last step's output is the forecast.
 
     Training loss: MSE of the normalised log return ``horizon`` ticks ahead (targets ``close`` and ``return``),
@@ -31,10 +33,21 @@ class PriceForecastTask(SignalRegressionTask):
     (``data.chunked=true``): a forecast at every window, the state carried from chunk to chunk in training.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        net: Mapping,
+        optimizer: Mapping,
+        scheduler: Mapping | None = None,
+        hidden_size: int | None = None,
+        num_layers: int | None = None,
+        recurrent_lr_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net: nn.Module = instantiate(net_config(net, hidden_size, num_layers))
         self.pipeline: PricePipeline | None = None
         self.loss_mean = nn.ModuleDict()
+        self.metrics = nn.ModuleDict()
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
@@ -77,8 +90,8 @@ class PriceForecastTask(SignalRegressionTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         if self.stateful:  # chunks of one stream, in order: carry the state on, cut from the last chunk's graph
-            out, state = self.net(batch["x"], None if batch["first"] else self._train_state)
-            self._train_state = detach_state(state)
+            out, state = self.net(batch["x"], self.carried_state(batch["first"]))
+            self.carry_state(state)
             loss = self.loss(out[..., 0].reshape(-1), batch["y"].reshape(-1))
         else:
             loss = self.loss(self(batch["x"]), batch["y"])
@@ -88,7 +101,7 @@ class PriceForecastTask(SignalRegressionTask):
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self.pipeline.output(self(batch["x"]).double(), batch["last_close"].reshape(-1))
 
-    def _update_metrics(self, stage: str, batch: dict) -> None:
+    def update_metrics(self, stage: str, batch: dict) -> None:
         pred = self(batch["x"])
         batch = {k: v.reshape(-1) if isinstance(v, Tensor) and k != "x" else v for k, v in batch.items()}
         self.loss_mean[stage].update(self.loss(pred, batch["y"]), weight=len(pred))
@@ -103,7 +116,7 @@ class PriceForecastTask(SignalRegressionTask):
             metrics["mae"].update(value, batch["actual"])
             metrics["direction_acc"].update(rises.long(), batch["actual_up"].long())
 
-    def _log_stage(self, stage: str) -> dict[str, Tensor]:
+    def log_stage(self, stage: str) -> dict[str, Tensor]:
         values: dict[str, Tensor] = {f"{stage}/loss": self.loss_mean[stage].compute()}
         self.loss_mean[stage].reset()
         for name, metrics in self.metrics[stage].items():
@@ -116,10 +129,12 @@ class PriceForecastTask(SignalRegressionTask):
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self.pipeline is not None:
             checkpoint["price_pipeline"] = self.pipeline.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "price_pipeline" in checkpoint:
             self.pipeline = PricePipeline.from_dict(checkpoint["price_pipeline"])
 

@@ -6,15 +6,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric, MinMetric
+from torchmetrics import MeanMetric, Metric
 
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.regression import SignalRegressionTask
-from lstmlab.tasks.train_loss import TrainLossLogging
+from lstmlab.tasks.base import LstmlabTask
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
 SCHEDULES = ("constant", "linear", "inverse_sigmoid")
@@ -76,7 +74,7 @@ class ForecastErrors(Metric):
         }
 
 
-class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
+class Seq2SeqForecastTask(LstmlabTask):
     """Trains ``net`` (an encoder-decoder forecaster) on scaled windows with scheduled teacher forcing.
 
     ``net.input_size`` / ``net.output_size`` left null are taken from the data (targets + covariates, targets)
@@ -102,12 +100,9 @@ class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
         if net.get("input_size") is not None and net.get("output_size") is not None:
             self.net = instantiate(dict(net))
         self.loss_fn = LOSSES[loss]()
-        self.val_loss_best = MinMetric()
         self.loss_mean = nn.ModuleDict()
         self.errors = nn.ModuleDict()
         self.info: dict[str, Any] | None = None  # forecast_info of the data: scaler, names, MASE scale
-
-    configure_optimizers = SignalRegressionTask.configure_optimizers  # same optimizer / scheduler configs
 
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -136,9 +131,11 @@ class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
                 self.errors[stage_name] = nn.ModuleDict({f: ForecastErrors(targets) for f in FORECASTERS})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["forecast_info"] = self.info
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.info = checkpoint["forecast_info"]
 
     # ---- scaling -------------------------------------------------------------------------------
@@ -175,9 +172,6 @@ class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
         self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(pred))
         return loss
 
-    validation_step = SignalRegressionTask.validation_step  # -> self._update_metrics("val", batch)
-    test_step = SignalRegressionTask.test_step
-
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self(batch["x"])
 
@@ -189,19 +183,14 @@ class Seq2SeqForecastTask(TrainLossLogging, pl.LightningModule):
             "last_value": last_value(history, horizon),
         }
 
-    def _update_metrics(self, stage: str, batch: dict) -> None:
+    def update_metrics(self, stage: str, batch: dict) -> None:
         scaled = self.net(self.scale(batch["x"]), batch["y"].shape[1])  # autoregressive: the target is not passed
         self.loss_mean[stage].update(self.loss_fn(scaled, self.scale(batch["y"])), weight=len(scaled))
         forecasts = {"model": self.unscale(scaled), **self.baselines(batch["x"])}
         for name, forecast in forecasts.items():
             self.errors[stage][name].update(forecast, batch["y"])
 
-    # ---- epoch ends: val/loss_best as the regression task keeps it ------------------------------------------
-    on_train_start = SignalRegressionTask.on_train_start
-    on_validation_epoch_end = SignalRegressionTask.on_validation_epoch_end
-    on_test_epoch_end = SignalRegressionTask.on_test_epoch_end
-
-    def _log_stage(self, stage: str) -> dict[str, Tensor]:
+    def log_stage(self, stage: str) -> dict[str, Tensor]:
         """``<stage>/mae``, ``<stage>/mase_seasonal_naive`` ...: means over targets; per target with several."""
         scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=self.device)
         names = self.info["target_names"]

@@ -1,0 +1,41 @@
+"""Classification metrics of probabilities against labels, used by the classifier task and its baselines alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import functional as M
+
+
+def classification_metrics(probs: Tensor, y: Tensor, num_classes: int, threshold: float, stage: str) -> dict[str, Tensor]:
+    """AUROC, AUPR (average precision), accuracy and F1 of probabilities ``probs`` against labels ``y``."""
+    if num_classes == 2:
+        kw: dict[str, Any] = {"task": "binary"}
+        hard = dict(kw, threshold=threshold)
+    else:
+        kw = {"task": "multiclass", "num_classes": num_classes, "average": "macro"}
+        hard = kw
+    values = {
+        "auroc": M.auroc(probs, y, **kw),
+        "aupr": M.average_precision(probs, y, **kw),
+        "accuracy": M.accuracy(probs, y, **dict(hard, average="micro") if num_classes > 2 else hard),
+        "f1": M.f1_score(probs, y, **hard),
+    }
+    values = {f"{stage}/{name}": torch.nan_to_num(value.float(), nan=0.5 if name == "auroc" else 0.0) for name, value in values.items()}
+    if num_classes == 2:
+        values[f"{stage}/threshold"] = torch.tensor(threshold)
+    return values
+
+
+def best_f1_threshold(probs: Tensor, y: Tensor) -> float:
+    """The probability threshold (predict positive at >= it) that maximises F1 on these labels."""
+    if y.sum() == 0:
+        return 0.5
+    order = torch.argsort(probs, descending=True)
+    hits = y[order].float()
+    tp = hits.cumsum(0)
+    k = torch.arange(1, len(hits) + 1, device=probs.device)
+    f1 = 2 * tp / (k + hits.sum())  # 2 P R / (P + R) with P = tp / k and R = tp / positives
+    return float(probs[order][int(torch.argmax(f1))])
