@@ -30,7 +30,7 @@ def _foreign_checkpoint_in_run(path: Path) -> Path:
     """A run dir whose config is fine but whose checkpoint is not one."""
     (path.parent / "run0" / ".hydra").mkdir(parents=True)
     (path.parent / "run0" / ".hydra" / "config.yaml").write_text(
-        "model:\n  _target_: lstmlab.tasks.regression.SignalRegressionTask\ndata:\n  _target_: lstmlab.data.signal_datamodule.SignalDataModule\n"
+        "model:\n  _target_: lstmlab.tasks.signal_regression.SignalRegressionTask\ndata:\n  _target_: lstmlab.data.signal_datamodule.SignalDataModule\n"
     )
     ckpt = path.parent / "run0" / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir()

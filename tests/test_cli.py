@@ -55,7 +55,7 @@ def test_eval_reproduces_the_test_metrics_of_the_run(trained_run, tmp_path):
 
 
 def test_checkpoint_rebuilds_the_task_with_no_arguments(trained_run):
-    from lstmlab.tasks.regression import SignalRegressionTask
+    from lstmlab.tasks.signal_regression import SignalRegressionTask
 
     task = SignalRegressionTask.load_from_checkpoint(trained_run / "checkpoints" / "best.ckpt", map_location="cpu")
     assert task.net.hidden_size == 16 and task.net.num_layers == 1
@@ -115,7 +115,7 @@ def _scalar_series(run: Path, tag: str) -> list[float]:
 
 
 def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
-    from lstmlab.tasks.regression import SignalRegressionTask
+    from lstmlab.tasks.signal_regression import SignalRegressionTask
 
     # a tenth: under the one-cycle schedule of signal_l1 the recurrent weights' rate is 0.1x the rest's at every step
     _, slow = train(tmp_path, "experiment=signal_l1", "model.recurrent_lr_scale=0.1", "trainer.log_every_n_steps=1",

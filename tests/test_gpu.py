@@ -20,7 +20,7 @@ pytestmark = [
 @pytest.mark.parametrize("experiment", ["signal_l50", "signal_l1"])
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_gpu_trainer_trains_and_the_checkpoint_loads_on_cpu(tmp_path, experiment, precision):
-    from lstmlab.tasks.regression import SignalRegressionTask
+    from lstmlab.tasks.signal_regression import SignalRegressionTask
 
     _, run = train(tmp_path, f"experiment={experiment}", "trainer=gpu", "trainer.accelerator=gpu",
                    f"trainer.precision={precision}")  # the last accelerator override wins over the tiny cpu one

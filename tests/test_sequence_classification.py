@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lstmlab.data.casting import ensure_casting, generate_casting
-from lstmlab.data.sequence_datamodule import SequenceClassificationDataModule, channel_statistics
+from lstmlab.data.classification_datamodule import SequenceClassificationDataModule, channel_statistics
 from lstmlab.data.splits import stratified_split
 from lstmlab.data.sequences import load_sequences
 from lstmlab.errors import DataFileError
@@ -91,7 +91,7 @@ def test_single_class_in_the_train_split_is_refused(tmp_path):
 
 def test_datamodule_split_normalisation_and_batches(tmp_path):
     path = write_user_file(tmp_path / "user.h5", n=60, sequences=lambda a: a * 3.0 + 10.0)
-    datamodule = SequenceClassificationDataModule(path=str(path), batch_size=8, split_seed=3)
+    datamodule = SequenceClassificationDataModule(path=str(path), batch_size=8, seed=3)
     datamodule.setup("fit")
     train = datamodule.splits["train"]
     # statistics over valid steps only: padding zeros would pull the mean of ~10 far down

@@ -225,7 +225,7 @@ class SignalDataSchema:
     batch_size: int = MISSING
     eval_batch_size: Optional[int] = MISSING
     split_fractions: list[float] = MISSING
-    split_seed: int = MISSING
+    seed: int = MISSING
     num_workers: int = MISSING
     pin_memory: bool = MISSING
 
@@ -308,6 +308,7 @@ class PriceDataSchema:
     batch_size: int = MISSING
     eval_batch_size: Optional[int] = MISSING
     split_fractions: list[float] = MISSING
+    seed: int = MISSING
     num_workers: int = MISSING
     pin_memory: bool = MISSING
     chunked: bool = MISSING
@@ -418,7 +419,7 @@ class SeriesDataSchema:
     split_dates: Optional[list[str]] = MISSING
     batch_size: int = MISSING
     eval_batch_size: Optional[int] = MISSING
-    shuffle_seed: int = MISSING
+    seed: int = MISSING
     num_workers: int = MISSING
     pin_memory: bool = MISSING
 
@@ -505,7 +506,7 @@ class CastingGeneratorSchema:
 
 
 @dataclass
-class SequenceDataSchema:
+class ClassificationDataSchema:
     _target_: str = MISSING
     path: Optional[str] = MISSING
     data_dir: str = MISSING
@@ -514,7 +515,7 @@ class SequenceDataSchema:
     eval_batch_size: Optional[int] = MISSING
     bucket_size: int = MISSING
     split_fractions: list[float] = MISSING
-    split_seed: int = MISSING
+    seed: int = MISSING
     num_workers: int = MISSING
     pin_memory: bool = MISSING
 
@@ -535,7 +536,7 @@ SCHEMAS = {
         "seq2seq_attention": Seq2SeqForecastTaskSchema,
     },
     "schema/data": {
-        "casting": SequenceDataSchema,
+        "casting": ClassificationDataSchema,
         "signals": SignalDataSchema,
         "prices": PriceDataSchema,
         "series": SeriesDataSchema,

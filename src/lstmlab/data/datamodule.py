@@ -42,8 +42,8 @@ class LstmlabDataModule(pl.LightningDataModule):
     # ---- loaders ----------------------------------------------------------------------------------------
     @property
     def seed(self) -> int:
-        """The seed of the batch order (and, where a split is drawn at random, of the split)."""
-        return int(self.hparams.get("seed") or 0)
+        """``data.seed``: the order of the batches and, where a split is drawn at random, the split."""
+        return int(self.hparams.seed)
 
     def dataset(self, split: str) -> Dataset:
         """What the loader of ``split`` indexes (``dataset[item]`` is a whole batch)."""

@@ -83,6 +83,7 @@ class PriceDataModule(LstmlabDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
         chunked: bool = False,

@@ -69,7 +69,7 @@ class SeriesDataModule(LstmlabDataModule):
         split_dates: Sequence[str] | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        shuffle_seed: int = 0,
+        seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -130,10 +130,6 @@ class SeriesDataModule(LstmlabDataModule):
             "input_len": int(self.hparams.input_len),
             "horizon": int(self.hparams.horizon),
         }
-
-    @property
-    def seed(self) -> int:
-        return self.hparams.shuffle_seed
 
     def batch_order(self, split: str, batch_size: int, shuffle: bool) -> IndexBatches:
         return IndexBatches(len(self.splits[split]), batch_size, shuffle, self.seed)

@@ -74,7 +74,7 @@ class SignalDataModule(LstmlabDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0,
+        seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -92,7 +92,7 @@ class SignalDataModule(LstmlabDataModule):
                 f"data.chunk_len={self.hparams.chunk_len} is longer than the samples ({steps} steps); "
                 f"use data.chunk_len <= {steps}"
             )
-        for name, samples in split_samples(len(self.data.mixed), self.hparams.split_fractions, self.hparams.split_seed).items():
+        for name, samples in split_samples(len(self.data.mixed), self.hparams.split_fractions, self.seed).items():
             self.splits[name] = SignalChunks(self.data, samples, self.hparams.chunk_len if name == "train" else None)
 
     @property
@@ -102,10 +102,6 @@ class SignalDataModule(LstmlabDataModule):
     @property
     def num_inputs(self) -> int:
         return 1 + len(self.data.frequencies)
-
-    @property
-    def seed(self) -> int:
-        return self.hparams.split_seed
 
     def batch_order(self, split: str, batch_size: int, shuffle: bool) -> ChunkBatches:
         dataset = self.splits[split]

@@ -59,7 +59,7 @@ class SequenceClassificationDataModule(LstmlabDataModule):
         eval_batch_size: int | None = 256,
         bucket_size: int = 8,
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
+        seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -82,7 +82,7 @@ class SequenceClassificationDataModule(LstmlabDataModule):
                         "mark some, or delete 'split' to get a stratified split by data.split_fractions"
                     )
         else:
-            members = stratified_split(data.labels, self.hparams.split_fractions, self.hparams.split_seed)
+            members = stratified_split(data.labels, self.hparams.split_fractions, self.seed)
         train_classes = np.unique(data.labels[members["train"]])
         if train_classes.size < 2:
             only = int(train_classes[0])
@@ -114,10 +114,6 @@ class SequenceClassificationDataModule(LstmlabDataModule):
     @property
     def train_class_counts(self) -> np.ndarray:
         return np.bincount(self.splits["train"].labels.numpy(), minlength=self.num_classes)
-
-    @property
-    def seed(self) -> int:
-        return self.hparams.split_seed
 
     def batch_order(self, split: str, batch_size: int, shuffle: bool) -> IndexBatches:
         """Training batches bucketed by length (``bucket_size``), evaluation batches in order."""
