@@ -191,6 +191,26 @@ class SequenceTaskSchema(RegressionTaskSchema):
 
 
 @dataclass
+class DataSchema:
+    """What every datamodule takes: its file or its generator's, batch sizes, the seed, the loader's workers."""
+
+    _target_: str = MISSING
+    path: Optional[str] = MISSING
+    data_dir: str = MISSING
+    generator: Any = MISSING  # each data schema types its generator's parameters
+    batch_size: int = MISSING
+    eval_batch_size: Optional[int] = MISSING
+    seed: int = MISSING
+    num_workers: int = MISSING
+    pin_memory: bool = MISSING
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("batch_size", self.batch_size)
+        yield from _positive("eval_batch_size", self.eval_batch_size)
+        yield from _at_least("num_workers", self.num_workers, 0)
+
+
+@dataclass
 class SignalGeneratorSchema:
     n_samples: int = MISSING
     sampling_rate: float = MISSING
@@ -216,24 +236,14 @@ class SignalGeneratorSchema:
 
 
 @dataclass
-class SignalDataSchema:
-    _target_: str = MISSING
-    path: Optional[str] = MISSING
-    data_dir: str = MISSING
+class SignalDataSchema(DataSchema):
     generator: SignalGeneratorSchema = MISSING
     chunk_len: int = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: Optional[int] = MISSING
     split_fractions: list[float] = MISSING
-    seed: int = MISSING
-    num_workers: int = MISSING
-    pin_memory: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
+        yield from super().problems()
         yield from _positive("chunk_len", self.chunk_len)
-        yield from _positive("batch_size", self.batch_size)
-        yield from _positive("eval_batch_size", self.eval_batch_size)
-        yield from _at_least("num_workers", self.num_workers, 0)
 
 
 # ---- price forecasting: the same nets over price-window features ---------------------------------------------
@@ -295,30 +305,22 @@ class PriceFeaturesSchema:
 
 
 @dataclass
-class PriceDataSchema:
-    _target_: str = MISSING
-    path: Optional[str] = MISSING
-    data_dir: str = MISSING
+class PriceDataSchema(DataSchema):
     generator: PriceGeneratorSchema = MISSING
     columns: PriceColumnsSchema = MISSING
     features: PriceFeaturesSchema = MISSING
     seq_len: int = MISSING
     horizon: int = MISSING
     target: str = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: Optional[int] = MISSING
     split_fractions: list[float] = MISSING
-    seed: int = MISSING
-    num_workers: int = MISSING
-    pin_memory: bool = MISSING
     chunked: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
-        for name in ("seq_len", "horizon", "batch_size", "eval_batch_size"):
+        yield from super().problems()
+        for name in ("seq_len", "horizon"):
             yield from _positive(name, getattr(self, name))
         if _is_set(self.target):  # case-insensitive: data.target=Close works
             yield from _one_of("target", str(self.target).lower(), PRICE_TARGETS)
-        yield from _at_least("num_workers", self.num_workers, 0)
 
 
 # ---- multi-step forecasting: the seq2seq attention net -------------------------------------------------------
@@ -402,10 +404,7 @@ class SeriesGeneratorSchema:
 
 
 @dataclass
-class SeriesDataSchema:
-    _target_: str = MISSING
-    path: Optional[str] = MISSING
-    data_dir: str = MISSING
+class SeriesDataSchema(DataSchema):
     generator: SeriesGeneratorSchema = MISSING
     time_column: Optional[str] = MISSING
     targets: list[str] = MISSING
@@ -417,19 +416,14 @@ class SeriesDataSchema:
     season_length: int = MISSING
     split_fractions: Optional[list[float]] = MISSING
     split_dates: Optional[list[str]] = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: Optional[int] = MISSING
-    seed: int = MISSING
-    num_workers: int = MISSING
-    pin_memory: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
-        for name in ("input_len", "horizon", "stride", "season_length", "batch_size", "eval_batch_size"):
+        yield from super().problems()
+        for name in ("input_len", "horizon", "stride", "season_length"):
             yield from _positive(name, getattr(self, name))
         yield from _one_of("missing", self.missing, MISSING_POLICIES)
         if _is_set(self.targets) and not self.targets:
             yield "targets", "is empty; name at least one column to forecast, e.g. data.targets=[load]"
-        yield from _at_least("num_workers", self.num_workers, 0)
 
 
 # ---- sequence classification: the (bi)LSTM classifier --------------------------------------------------------
@@ -506,24 +500,14 @@ class CastingGeneratorSchema:
 
 
 @dataclass
-class ClassificationDataSchema:
-    _target_: str = MISSING
-    path: Optional[str] = MISSING
-    data_dir: str = MISSING
+class ClassificationDataSchema(DataSchema):
     generator: CastingGeneratorSchema = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: Optional[int] = MISSING
     bucket_size: int = MISSING
     split_fractions: list[float] = MISSING
-    seed: int = MISSING
-    num_workers: int = MISSING
-    pin_memory: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
-        yield from _positive("batch_size", self.batch_size)
-        yield from _positive("eval_batch_size", self.eval_batch_size)
+        yield from super().problems()
         yield from _at_least("bucket_size", self.bucket_size, 1, "1: no length bucketing")
-        yield from _at_least("num_workers", self.num_workers, 0)
 
 
 SCHEMAS = {
