@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmlab.data.hdf5 import params_hash
+from lstmlab.data.hdf5 import cached_file, params_hash
 from lstmlab.data.sequences import SequenceData, load_sequences, write_sequences
-from lstmlab.errors import DataFileError
 
 CHANNELS = ("mould_level", "casting_speed", "mould_temperature", "tundish_temperature", "cooling_water_flow")
 CLASSES = ("normal", "defect")
@@ -100,12 +99,6 @@ def cached_casting_path(data_dir: str | os.PathLike, params: dict) -> Path:
 
 def ensure_casting(data_dir: str | os.PathLike, params: dict) -> Path:
     """Generate the casting file for ``params`` unless a valid one is already cached; return its path."""
-    path = cached_casting_path(data_dir, params)
-    if path.exists():
-        try:
-            load_sequences(path)
-            return path
-        except DataFileError:
-            pass  # unreadable leftover: regenerate it in place, atomically
-    write_sequences(path, generate_casting(**params), params)
-    return path
+    return cached_file(
+        cached_casting_path(data_dir, params), load_sequences, lambda path: write_sequences(path, generate_casting(**params), params)
+    )

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import h5py
@@ -37,6 +37,19 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cached_file(path: Path, read: Callable[[Path], object], write: Callable[[Path], None]) -> Path:
+    """``path`` once it holds a file that ``read`` accepts: a missing or unreadable one (``read`` raises
+    ``DataFileError``) is written first by ``write``, in place and atomically (``atomic_h5``)."""
+    if path.exists():
+        try:
+            read(path)
+            return path
+        except DataFileError:
+            pass  # an unreadable leftover, e.g. of a killed writer: write it anew
+    write(path)
+    return path
 
 
 def open_h5(path: str | os.PathLike, key: str) -> h5py.File:

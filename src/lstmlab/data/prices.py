@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmlab.data.hdf5 import atomic_h5, open_h5, params_hash, read_array
+from lstmlab.data.hdf5 import atomic_h5, cached_file, open_h5, params_hash, read_array
 from lstmlab.errors import DataFileError
 
 SCHEMA_VERSION = 1
@@ -95,15 +95,9 @@ def cached_prices_path(data_dir: str | os.PathLike, params: Mapping) -> Path:
 
 def ensure_prices(data_dir: str | os.PathLike, params: Mapping) -> Path:
     """Generate the price file for ``params`` unless a valid one is already cached; return its path."""
-    path = cached_prices_path(data_dir, params)
-    if path.exists():
-        try:
-            load_prices_h5(path)
-            return path
-        except DataFileError:
-            pass  # unreadable leftover: regenerate it in place, atomically
-    write_prices_h5(path, generate_prices(**params), params)
-    return path
+    return cached_file(
+        cached_prices_path(data_dir, params), load_prices_h5, lambda path: write_prices_h5(path, generate_prices(**params), params)
+    )
 
 
 def write_prices_h5(path: str | os.PathLike, series: PriceSeries, params: Mapping | None = None) -> None:

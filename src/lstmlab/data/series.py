@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmlab.data.hdf5 import atomic_h5, open_h5, params_hash
+from lstmlab.data.hdf5 import atomic_h5, cached_file, open_h5, params_hash
 from lstmlab.errors import ConfigError, DataFileError
 
 SCHEMA_VERSION = 1
@@ -59,21 +59,25 @@ def generate_series(
 
 def ensure_series(data_dir: str | os.PathLike, params: dict) -> Path:
     """The generated file for ``params`` in ``data_dir``, written once (atomically) and reused while readable."""
-    path = Path(data_dir) / f"series-{params_hash({'schema': SCHEMA_VERSION, **params})}.h5"
-    if path.exists():
+
+    def read(path: Path) -> None:
         try:
             with open_h5(path, "data.path") as f:
-                if f["series"].shape[1] == params.get("n_steps", 0):
-                    return path
-        except (DataFileError, KeyError, OSError):
-            pass  # unreadable leftover: regenerate it in place
-    with atomic_h5(path) as f:
-        f.create_dataset("series", data=generate_series(**params))
-        f.attrs["column_names"] = ["value"]
-        f.attrs["seed"] = params.get("seed", -1)
-        f.attrs["generator"] = json.dumps(params, sort_keys=True)
-        f.attrs["schema_version"] = SCHEMA_VERSION
-    return path
+                steps = f["series"].shape[1]
+        except (KeyError, OSError) as err:
+            raise DataFileError(f"{path}: {err}") from None
+        if steps != params.get("n_steps", 0):
+            raise DataFileError(f"{path}: {steps} steps where the generator makes {params.get('n_steps')}")
+
+    def write(path: Path) -> None:
+        with atomic_h5(path) as f:
+            f.create_dataset("series", data=generate_series(**params))
+            f.attrs["column_names"] = ["value"]
+            f.attrs["seed"] = params.get("seed", -1)
+            f.attrs["generator"] = json.dumps(params, sort_keys=True)
+            f.attrs["schema_version"] = SCHEMA_VERSION
+
+    return cached_file(Path(data_dir) / f"series-{params_hash({'schema': SCHEMA_VERSION, **params})}.h5", read, write)
 
 
 # ---- reading users' files -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmlab.data.hdf5 import atomic_h5, open_h5, params_hash, read_array
+from lstmlab.data.hdf5 import atomic_h5, cached_file, open_h5, params_hash, read_array
 from lstmlab.errors import DataFileError
 
 SCHEMA_VERSION = 1
@@ -58,15 +58,9 @@ def cached_signals_path(data_dir: str | os.PathLike, params: dict) -> Path:
 
 def ensure_signals(data_dir: str | os.PathLike, params: dict) -> Path:
     """Generate the signal file for ``params`` unless a valid one is already cached; return its path."""
-    path = cached_signals_path(data_dir, params)
-    if path.exists():
-        try:
-            load_signals(path)
-            return path
-        except DataFileError:
-            pass  # unreadable leftover: regenerate it in place, atomically
-    write_signals(path, generate_signals(**params), params)
-    return path
+    return cached_file(
+        cached_signals_path(data_dir, params), load_signals, lambda path: write_signals(path, generate_signals(**params), params)
+    )
 
 
 def write_signals(path: str | os.PathLike, data: SignalData, params: dict | None = None) -> None:
