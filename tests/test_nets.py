@@ -213,8 +213,9 @@ def readout_r2(layer: torch.nn.LSTM, data) -> list[float]:
 
 
 def test_untrained_oscillator_bank_holds_each_frequency_for_a_linear_readout():
-    """What the L=1 presets rely on: before any training, the bank's hidden states carry every component of the
-    mixed signal (1 kHz: 10,000 steps a sample) for a linear readout; a random recurrence of the same size does not."""
+    """What the L=1 presets rely on (docs/signal-l1-oscillator-bank.md#what-the-untrained-bank-already-holds):
+    before any training, the bank's hidden states carry every component of the mixed signal (1 kHz: 10,000 steps
+    a sample) for a linear readout; a random recurrence of the same size does not."""
     from lstmlab.data.signals import generate_signals
 
     data = generate_signals(n_samples=40, sampling_rate=1000.0, duration=10.0)

@@ -74,12 +74,10 @@ def _init_xavier_orthogonal(module: nn.RNNBase) -> None:
 def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: float) -> None:
     """Make the first layer of ``lstm`` a bank of damped oscillators, one per pair of hidden units.
 
-    Why: a recurrent net trained with gradients truncated after one step (``tbptt_steps=1``) never learns
-    what its state should remember for later steps; it can only learn to read a state that already holds the
-    past. Pairs of cell states that rotate, ``c_t ~ r R(2 pi / period) c_{t-1} + input``, hold the recent input
-    band-passed around their period, and a readout can learn from that one step at a time (keep the bank
-    with ``FrozenCellDynamics``). Periods are log-spaced over ``periods`` (in steps), so the bank is generic,
-    not tuned to one signal; the decay ``r = exp(-1 / decay_steps)`` sets each filter's bandwidth.
+    Pairs of cell states rotate, ``c_t ~ r R(2 pi / period) c_{t-1} + input``, so they hold the recent input
+    band-passed around their period (keep the bank with ``FrozenCellDynamics``). Periods are log-spaced over
+    ``periods`` (in steps); the decay ``r = exp(-1 / decay_steps)`` sets each filter's bandwidth.
+    Why: docs/signal-l1-oscillator-bank.md#why-build-the-memory-instead-of-learning-it (maths: #building-the-bank).
 
     The rotation is exact for small cell states: input and output gates start at sigmoid(0) = 1/2, the forget
     gate at ``r``, and the candidate's recurrent weights of each pair add ``r (R - I)`` through ``h = o tanh(c)``.
@@ -118,16 +116,10 @@ def init_oscillator_bank(lstm: nn.LSTM, periods: Sequence[float], decay_steps: f
 class FrozenCellDynamics(nn.Module):
     """Keeps the cell-state dynamics of ``lstm``'s first layer as initialised; its output gate still trains.
 
-    Why: with gradients truncated after one step, the gradient of what writes the cell state (input, forget and
-    candidate gates, recurrent weights) sees only the last step's share of a state that sums hundreds of
-    steps (1/(1 - forget)), and following it dismantles a filter bank (``init=oscillators``). The output gate
-    and the head act on the current output directly, so a one-step gradient carries most of what they do
-    (it misses the output gate's share in the recurrence through ``h``): they learn to read the bank, per
-    input (the output gate sees the one-hot frequency).
-
     Frozen: the recurrent weights and biases (``requires_grad=False``), and the input, forget and candidate
     rows of the input weights and biases (their gradients are zeroed by hooks; a weight decay in the optimizer
     would still shrink them, so use none). Attach it to the net that owns ``lstm`` so the mask moves with it.
+    Why: docs/signal-l1-oscillator-bank.md#keeping-the-bank.
     """
 
     def __init__(self, lstm: nn.LSTM) -> None:

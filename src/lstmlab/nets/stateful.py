@@ -15,7 +15,7 @@ The values are those of the step-by-step loop and so are the gradients (``tests/
 For LSTM layers with ``tbptt_steps=1`` (the L=1 default) every window is a single step, so pass 2 is written
 out as one cell step over all time steps at once (two matrix products and the gate arithmetic), its gates
 shared with the cell-state recurrence of pass 1: an ``nn.LSTM`` call on windows of length 1 costs more than
-the step itself (README, "Performance": the L=1 path against the plain step-by-step loop).
+the step itself (docs/benchmarks.md#performance: the L=1 path against the plain step-by-step loop).
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ class StatefulLSTM(nn.Module):
     ``freeze_cell_dynamics`` keeps the first layer's cell dynamics as they start (``FrozenCellDynamics``).
     """
 
-    # The values come from conf/model/stateful.yaml (model.net). The defaults left below only serve callers that
-    # build the net by hand with fewer keys (tests/test_gpu.py, benchmarks/): they repeat that YAML's values and
-    # go once those callers build from the config (tests/helpers.py: build_net).
+    # The values come from conf/model/stateful.yaml (model.net); tests and benchmarks build the net from it too.
     def __init__(
         self,
         *,
@@ -51,15 +49,15 @@ class StatefulLSTM(nn.Module):
         num_layers: int,
         tbptt_steps: int,
         head_hidden: Sequence[int],
-        input_size: int = 5,
-        output_size: int = 1,
-        dropout: float = 0.0,
-        cell: str = "lstm",
-        head_activation: str = "relu",
-        init: str = "xavier_orthogonal",
-        init_periods: Sequence[float] = (4.0, 200.0),
-        init_decay_steps: float = 50.0,
-        freeze_cell_dynamics: bool = False,
+        input_size: int,
+        output_size: int,
+        dropout: float,
+        cell: str,
+        head_activation: str,
+        init: str,
+        init_periods: Sequence[float],
+        init_decay_steps: float,
+        freeze_cell_dynamics: bool,
     ) -> None:
         super().__init__()
         if tbptt_steps < 1:
@@ -80,7 +78,8 @@ class StatefulLSTM(nn.Module):
             scheme = "xavier_orthogonal" if init == "oscillators" and i > 0 else init
             init_recurrent(layer, scheme, init_periods, init_decay_steps)
         self.frozen = FrozenCellDynamics(self.layers[0]) if freeze_cell_dynamics else None
-        self.head = make_head(hidden_size, output_size, head_hidden, head_activation)
+        # dropout 0: model.net of a stateful net has no head_dropout option (StatefulNetSchema)
+        self.head = make_head(hidden_size, output_size, head_hidden, head_activation, dropout=0.0)
         self.state: State | None = None
 
     # ---- streaming ---------------------------------------------------------------------------------

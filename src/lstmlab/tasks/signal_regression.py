@@ -20,20 +20,21 @@ class SignalRegressionTask(LstmlabTask):
     ``net``, ``optimizer`` and ``scheduler`` are configs (``_target_`` dicts) and are saved as
     hyperparameters, so ``SignalRegressionTask.load_from_checkpoint(path)`` rebuilds everything.
     ``hidden_size`` / ``num_layers``, when set, override the net's own values (``model.hidden_size=128``).
-    ``recurrent_lr_scale`` multiplies the learning rate of the recurrent weights (``weight_hh*``): below 1 it
-    keeps what the initialisation built into the recurrence (``init=oscillators``) while one-step gradients
-    (``tbptt_steps=1``), which are blind to what the state holds for later steps, tune the rest; 0 freezes it.
+    ``recurrent_lr_scale`` multiplies the learning rate of the recurrent weights (``weight_hh*``); 0 freezes them
+    (why: docs/signal-l1-oscillator-bank.md#a-softer-alternative-a-slower-recurrence).
     """
 
+    # the values come from conf/model/sequence.yaml or stateful.yaml (a checkpoint's saved hyperparameters)
     def __init__(
         self,
+        *,
         net: Mapping,
         optimizer: Mapping,
-        scheduler: Mapping | None = None,
-        hidden_size: int | None = None,
-        num_layers: int | None = None,
-        metric_skip_steps: int = 0,
-        recurrent_lr_scale: float = 1.0,
+        scheduler: Mapping | None,
+        hidden_size: int | None,
+        num_layers: int | None,
+        metric_skip_steps: int,
+        recurrent_lr_scale: float,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -41,6 +42,9 @@ class SignalRegressionTask(LstmlabTask):
         self.loss_fn = nn.MSELoss()
         self.metrics = nn.ModuleDict()
         self.target_names: list[str] = []
+
+    def recurrent_lr_scale(self) -> float:
+        return self.hparams.recurrent_lr_scale
 
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
