@@ -41,7 +41,7 @@ def run(ctx: Context) -> Measurement:
     cfg = compose_train_config(ctx, ["experiment=signal_l1"])
     kwargs = net_kwargs(cfg)
     torch.manual_seed(0)
-    net = StatefulLSTM(**kwargs, tbptt_steps=int(cfg.model.net.tbptt_steps)).to(ctx.device).eval()
+    net = StatefulLSTM(**kwargs).to(ctx.device).eval()
     repeats = ctx.reps(5, 3)
     calls = ctx.size(2000, 500, minimum=50)
     figures: dict = {}

@@ -16,10 +16,6 @@ from torch import Tensor, nn
 
 from benchmarks.harness import Context
 
-NET_KEYS = ("input_size", "output_size", "hidden_size", "num_layers", "dropout", "cell", "head_hidden",
-            "head_activation", "init")
-
-
 def compose_train_config(ctx: Context, overrides: Sequence[str] = (), run_dir: str | None = None) -> DictConfig:
     """``lstmlab-train``'s composed config with ``overrides``; data cached in ``ctx.data_dir``."""
     from hydra import compose, initialize_config_module
@@ -45,13 +41,13 @@ def data_overrides(ctx: Context) -> list[str]:
 
 
 def net_kwargs(cfg: DictConfig) -> dict:
-    """The recurrent-net arguments of a composed config (with the model.hidden_size/num_layers shortcuts)."""
+    """The whole ``model.net`` of a composed config, less ``_target_``, with the task's ``model.hidden_size`` /
+    ``model.num_layers`` shortcuts applied as the task applies them: the experiment's net, every option of it."""
+    from lstmlab.tasks.base import net_config
+
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
-    kwargs = {k: net[k] for k in NET_KEYS if k in net}
-    for key in ("hidden_size", "num_layers"):
-        if cfg.model.get(key) is not None:
-            kwargs[key] = cfg.model[key]
-    return kwargs
+    net.pop("_target_")
+    return net_config(net, cfg.model.get("hidden_size"), cfg.model.get("num_layers"))
 
 
 def signal_datamodule(cfg: DictConfig):
@@ -94,12 +90,12 @@ class PlainLoopLSTM(nn.Module):
     """
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int, num_layers: int,
-                 head_hidden: Sequence[int] = (), head_activation: str = "relu", **_: object) -> None:
+                 head_hidden: Sequence[int], head_activation: str, **_: object) -> None:
         super().__init__()
         from lstmlab.nets.heads import make_head
 
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
-        self.head = make_head(hidden_size, output_size, head_hidden, head_activation)
+        self.head = make_head(hidden_size, output_size, head_hidden, head_activation, dropout=0.0)  # as StatefulLSTM
 
     def forward(self, x: Tensor, state=None):
         outs = []
@@ -111,15 +107,17 @@ class PlainLoopLSTM(nn.Module):
 
 
 def build_net(kind: str, kwargs: dict, device: torch.device) -> nn.Module:
-    """``stateful`` (L=1, tbptt_steps=1), ``sequence`` (L = chunk length) or ``plain_loop``, same sizes."""
+    """``stateful`` (L=1, tbptt_steps=1), ``sequence`` (L = chunk length) or ``plain_loop`` from ``net_kwargs``
+    of either recurrent net: the same sizes and options, less the option one net has and the other lacks."""
     from lstmlab.nets.sequence import SequenceLSTM
     from lstmlab.nets.stateful import StatefulLSTM
 
     torch.manual_seed(0)
-    if kind == "stateful":
-        net = StatefulLSTM(**kwargs, tbptt_steps=1)
+    if kind == "stateful":  # a stateful head has no dropout: the same net when head_dropout is 0 (sequence.yaml)
+        net = StatefulLSTM(**{k: v for k, v in kwargs.items() if k not in ("tbptt_steps", "head_dropout")},
+                           tbptt_steps=1)
     elif kind == "sequence":
-        net = SequenceLSTM(**kwargs)
+        net = SequenceLSTM(**{k: v for k, v in kwargs.items() if k != "tbptt_steps"})
     elif kind == "plain_loop":
         net = PlainLoopLSTM(**kwargs)
     else:

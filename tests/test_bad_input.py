@@ -10,8 +10,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from conftest import TINY, run_cli
+from helpers import TINY, compose_train, run_cli
 
 
 def _signal_file(path: Path, drop: str | None = None, nan: bool = False, steps: int = 20) -> Path:
@@ -27,11 +28,9 @@ def _signal_file(path: Path, drop: str | None = None, nan: bool = False, steps: 
 
 
 def _foreign_checkpoint_in_run(path: Path) -> Path:
-    """A run dir whose config is fine but whose checkpoint is not one."""
+    """A run dir whose config is fine (the default run's, as lstmlab-train saves it) but whose checkpoint is not one."""
     (path.parent / "run0" / ".hydra").mkdir(parents=True)
-    (path.parent / "run0" / ".hydra" / "config.yaml").write_text(
-        "model:\n  _target_: lstmlab.tasks.signal_regression.SignalRegressionTask\ndata:\n  _target_: lstmlab.data.signal_datamodule.SignalDataModule\n"
-    )
+    OmegaConf.save(compose_train(), path.parent / "run0" / ".hydra" / "config.yaml")
     ckpt = path.parent / "run0" / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir()
     torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, ckpt)

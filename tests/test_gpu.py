@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import read_metrics, train
-from lstmlab.nets.stateful import StatefulLSTM
+from helpers import build_net, read_metrics, train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -33,7 +32,7 @@ def test_gpu_trainer_trains_and_the_checkpoint_loads_on_cpu(tmp_path, experiment
 @pytest.mark.parametrize("tbptt_steps", [1, 5])
 def test_stateful_fast_path_on_cuda_equals_cpu(tbptt_steps):
     torch.manual_seed(0)
-    net = StatefulLSTM(hidden_size=16, num_layers=2, tbptt_steps=tbptt_steps, head_hidden=[8])
+    net = build_net("stateful", hidden_size=16, num_layers=2, tbptt_steps=tbptt_steps, head_hidden=[8])
     x = torch.randn(3, 40, 5)
     cpu_out, _ = net(x)
     cuda_out, _ = net.to("cuda")(x.to("cuda"))

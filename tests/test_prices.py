@@ -11,27 +11,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import read_metrics, run_cli
+from helpers import TINY_PRICES, build_datamodule, read_metrics, run_cli
 from lstmlab.data.price_features import FeatureBuffer, FeatureSettings, series_features, window_features
 from lstmlab.data.prices import generate_prices, load_price_csv
 from lstmlab.errors import ConfigError, DataFileError
 from lstmlab.streaming import Tick, csv_ticks, load_task, stream_predictions
 
-# a tiny price_forecast run: short series, small buffer, short sequences, a small net, two epochs
-TINY_PRICES = [
-    "experiment=price_forecast",
-    "data.generator.n_steps=1500",
-    "data.features.buffer_size=32",
-    "data.features.step_size=4",
-    "data.features.ma_window=5",
-    "data.seq_len=4",
-    "data.horizon=4",
-    "model.hidden_size=8",
-    "trainer.max_epochs=2",
-    "trainer.accelerator=cpu",
-    "extras.print_config=false",
-    "callbacks.progress=null",
-]
 HEADER = ["Date", "Open", "High", "Low", "Close", "Volume"]
 
 
@@ -87,10 +72,8 @@ def test_offline_features_equal_streamed_features_bit_for_bit(tmp_path):
 
 @pytest.mark.parametrize("target", ["return", "direction"])
 def test_targets_and_baselines_on_the_same_windows(tmp_path, target):
-    from lstmlab.data.price_datamodule import PriceDataModule
-
-    dm = PriceDataModule(data_dir=str(tmp_path), generator={"n_steps": 800}, target=target, seq_len=4,
-                         features={"buffer_size": 32, "step_size": 4, "ma_window": 5})
+    dm = build_datamodule("prices", data_dir=str(tmp_path), generator={"n_steps": 800}, target=target, seq_len=4,
+                          features={"buffer_size": 32, "step_size": 4, "ma_window": 5})
     dm.prepare_data()
     dm.setup()
     close = dm.series.close

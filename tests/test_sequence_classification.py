@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import numpy as np
 import pytest
 import torch
 
+from helpers import build_datamodule, build_net, with_value, write_user_file
 from lstmlab.data.casting import ensure_casting, generate_casting
-from lstmlab.data.classification_datamodule import SequenceClassificationDataModule, channel_statistics
-from lstmlab.data.splits import stratified_split
+from lstmlab.data.classification_datamodule import channel_statistics
 from lstmlab.data.sequences import load_sequences
+from lstmlab.data.splits import stratified_split
 from lstmlab.errors import DataFileError
-from lstmlab.nets.classifier import LSTMClassifier
-
-
-def write_user_file(path: Path, n: int = 30, t_max: int = 12, channels: int = 3, classes: int = 3, seed: int = 0,
-                    **changes) -> Path:
-    """A valid sequence-classification file; ``changes`` edits a dataset or attribute before writing."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(3, t_max + 1, size=n)
-    sequences = rng.normal(size=(n, t_max, channels)).astype(np.float32)
-    sequences[np.arange(t_max)[None, :] >= lengths[:, None]] = 0.0
-    content = {
-        "sequences": sequences,
-        "lengths": lengths.astype(np.int64),
-        "labels": (np.arange(n) % classes).astype(np.int64),
-        "attrs": {"class_names": [f"c{k}" for k in range(classes)]},
-    }
-    for name, edit in changes.items():
-        content[name] = edit(content.get(name))
-    with h5py.File(path, "w") as f:
-        for name, value in content.items():
-            if name == "attrs":
-                f.attrs.update(value)
-            elif value is not None:
-                f.create_dataset(name, data=value)
-    return path
-
-
-def _set(array: np.ndarray, index, value) -> np.ndarray:
-    array = array.copy()
-    array[index] = value
-    return array
-
 
 BAD_FILES = {
-    "label_above_k": (dict(labels=lambda a: _set(a, 4, 3)), "dataset 'labels' holds 1 values outside [0, 2] (first: labels[4] = 3)"),
-    "label_negative": (dict(labels=lambda a: _set(a, 7, -1)), "(first: labels[7] = -1)"),
-    "length_zero": (dict(lengths=lambda a: _set(a, 2, 0)), "dataset 'lengths' holds 1 values outside [1, 12] (first: lengths[2] = 0)"),
-    "length_above_t_max": (dict(lengths=lambda a: _set(a, 5, 13)), "(first: lengths[5] = 13); expected 1 <= length <= T_max = 12"),
-    "nan_in_sequence": (dict(sequences=lambda a: _set(a, (3, 1, 2), np.nan)), "holds 1 NaN/Inf values (first at index [3, 1, 2])"),
-    "inf_in_sequence": (dict(sequences=lambda a: _set(a, (9, 0, 0), np.inf)), "(first at index [9, 0, 0])"),
+    "label_above_k": (dict(labels=lambda a: with_value(a, 4, 3)), "dataset 'labels' holds 1 values outside [0, 2] (first: labels[4] = 3)"),
+    "label_negative": (dict(labels=lambda a: with_value(a, 7, -1)), "(first: labels[7] = -1)"),
+    "length_zero": (dict(lengths=lambda a: with_value(a, 2, 0)), "dataset 'lengths' holds 1 values outside [1, 12] (first: lengths[2] = 0)"),
+    "length_above_t_max": (dict(lengths=lambda a: with_value(a, 5, 13)), "(first: lengths[5] = 13); expected 1 <= length <= T_max = 12"),
+    "nan_in_sequence": (dict(sequences=lambda a: with_value(a, (3, 1, 2), np.nan)), "holds 1 NaN/Inf values (first at index [3, 1, 2])"),
+    "inf_in_sequence": (dict(sequences=lambda a: with_value(a, (9, 0, 0), np.inf)), "(first at index [9, 0, 0])"),
     "missing_labels": (dict(labels=lambda a: None), "dataset 'labels' is missing"),
     "labels_wrong_count": (dict(labels=lambda a: a[:-1]), "dataset 'labels' has 29 entries; 'sequences' has N=30"),
     "channel_names_mismatch": (dict(attrs=lambda a: {**a, "channel_names": ["a", "b"]}), "channel_names lists 2 names; 'sequences' has C=3"),
@@ -72,8 +38,8 @@ def test_loader_rejects_each_bad_input_naming_it(tmp_path, case):
 
 
 def test_loader_ignores_padding_even_nan(tmp_path):
-    path = write_user_file(tmp_path / "user.h5", sequences=lambda a: _set(a, (0, 11, 0), np.nan),
-                           lengths=lambda a: _set(a, 0, 5))
+    path = write_user_file(tmp_path / "user.h5", sequences=lambda a: with_value(a, (0, 11, 0), np.nan),
+                           lengths=lambda a: with_value(a, 0, 5))
     data = load_sequences(path)
     assert data.num_classes == 3 and data.num_channels == 3
     assert data.class_names == ["c0", "c1", "c2"] and data.channel_names == ["channel_0", "channel_1", "channel_2"]
@@ -84,14 +50,14 @@ def test_single_class_in_the_train_split_is_refused(tmp_path):
     # the file's own split puts only class 0 into train
     path = write_user_file(tmp_path / "user.h5", classes=2,
                            split=lambda _: np.where(np.arange(30) % 2 == 0, 0, np.where(np.arange(30) % 3 == 0, 1, 2)).astype(np.uint8))
-    datamodule = SequenceClassificationDataModule(path=str(path))
+    datamodule = build_datamodule("casting", path=str(path), data_dir=str(tmp_path))
     with pytest.raises(DataFileError, match=r"the train split holds a single class \(0, 'c0'\)"):
         datamodule.setup("fit")
 
 
 def test_datamodule_split_normalisation_and_batches(tmp_path):
     path = write_user_file(tmp_path / "user.h5", n=60, sequences=lambda a: a * 3.0 + 10.0)
-    datamodule = SequenceClassificationDataModule(path=str(path), batch_size=8, seed=3)
+    datamodule = build_datamodule("casting", path=str(path), data_dir=str(tmp_path), batch_size=8, seed=3)
     datamodule.setup("fit")
     train = datamodule.splits["train"]
     # statistics over valid steps only: padding zeros would pull the mean of ~10 far down
@@ -140,7 +106,8 @@ NETS = {
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_padding_never_changes_the_logits(name):
     torch.manual_seed(0)
-    net = LSTMClassifier(input_size=3, num_classes=3, hidden_size=8, num_layers=2, hidden_dims=[6], **NETS[name]).eval()
+    net = build_net("bilstm_classifier", input_size=3, num_classes=3, hidden_size=8, num_layers=2, hidden_dims=[6],
+                    **NETS[name]).eval()
     x = torch.randn(2, 9, 3)
     lengths = torch.tensor([9, 5])
     with torch.no_grad():
@@ -156,7 +123,8 @@ def test_padding_never_changes_the_logits(name):
 
 def test_attention_weights_sum_to_one_over_valid_steps_only():
     torch.manual_seed(0)
-    net = LSTMClassifier(input_size=2, num_classes=2, hidden_size=4, num_layers=1, pooling="attention").eval()
+    net = build_net("bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=1,
+                    pooling="attention").eval()
     lengths = torch.tensor([7, 3, 1])
     net(torch.randn(3, 7, 2), lengths)
     weights = net.attention_weights
@@ -169,8 +137,8 @@ def test_attention_weights_sum_to_one_over_valid_steps_only():
 
 def test_freeze_stops_the_named_parts_from_learning():
     torch.manual_seed(0)
-    net = LSTMClassifier(input_size=2, num_classes=2, hidden_size=4, num_layers=2, norm="batchnorm",
-                         freeze=["lstm", "attention"])
+    net = build_net("bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=2, norm="batchnorm",
+                    freeze=["lstm", "attention"])
     frozen = {k: v.clone() for k, v in net.named_parameters() if k.startswith(("lstm.", "attention."))}
     head = {k: v.clone() for k, v in net.named_parameters() if k.startswith("head.")}
     assert frozen and all(not p.requires_grad for k, p in net.named_parameters() if k in frozen)
@@ -185,4 +153,4 @@ def test_freeze_stops_the_named_parts_from_learning():
     assert all(torch.equal(params[k], v) and params[k].grad is None for k, v in frozen.items())
     assert any(not torch.equal(params[k], v) for k, v in head.items())
     with pytest.raises(ValueError, match="unknown part 'encoder'"):
-        LSTMClassifier(freeze=["encoder"])
+        build_net("bilstm_classifier", input_size=5, num_classes=2, freeze=["encoder"])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_metrics, run_cli
+from helpers import TINY_SERIES, build_datamodule, build_net, compose_train, read_metrics, run_cli
 from lstmlab.data.series import load_series
 from lstmlab.data.series_datamodule import SeriesDataModule
 from lstmlab.errors import ConfigError, DataFileError
@@ -36,9 +36,9 @@ def write_csv(path: Path, steps: int = 100, rows: list[list[str]] | None = None,
 
 
 def datamodule(path: Path, **kwargs) -> SeriesDataModule:
-    settings = dict(path=str(path), time_column="date", targets=["load"], input_len=8, horizon=4, stride=2,
-                    season_length=6, split_fractions=[0.6, 0.2, 0.2])
-    dm = SeriesDataModule(**(settings | kwargs))
+    settings = dict(path=str(path), data_dir=str(path.parent), time_column="date", targets=["load"], input_len=8,
+                    horizon=4, stride=2, season_length=6, split_fractions=[0.6, 0.2, 0.2])
+    dm = build_datamodule("series", **(settings | kwargs))
     dm.setup("fit")
     return dm
 
@@ -93,15 +93,15 @@ def test_hdf5_series_and_forward_fill(tmp_path):
     data = load_series(path, ["c"], ["a"], missing="ffill")
     assert data.columns == ["c", "a"] and data.values.shape == (2, 40, 2)
     assert data.values[1, 5, 0] == values[1, 4, 2]
-    dm = SeriesDataModule(path=str(path), targets=["c"], missing="ffill", input_len=4, horizon=2, stride=1,
-                          season_length=2, split_fractions=[0.5, 0.25, 0.25])
+    dm = build_datamodule("series", path=str(path), data_dir=str(tmp_path), targets=["c"], missing="ffill",
+                          input_len=4, horizon=2, stride=1, season_length=2, split_fractions=[0.5, 0.25, 0.25])
     dm.setup("fit")
     assert len(dm.splits["train"]) == 2 * (20 - 6 + 1)  # two series, each cut at the same steps
 
 
 def test_generated_series_is_deterministic_and_cached(tmp_path):
     params = {"n_steps": 300, "periods": [24.0, 168.0], "amplitudes": [1.0, 0.8], "trend": 0.5, "noise_std": 0.1, "seed": 3}
-    dm = SeriesDataModule(data_dir=str(tmp_path), generator=params)
+    dm = build_datamodule("series", data_dir=str(tmp_path), generator=params)
     path = Path(dm.file_path)
     first = hashlib.sha256(path.read_bytes()).hexdigest()
     assert Path(dm.file_path) == path and hashlib.sha256(path.read_bytes()).hexdigest() == first
@@ -113,7 +113,8 @@ def test_generated_series_is_deterministic_and_cached(tmp_path):
 # ---- the net -------------------------------------------------------------------------------------------
 def small_net(**kwargs) -> Seq2SeqAttention:
     torch.manual_seed(0)
-    return Seq2SeqAttention(**({"input_size": 3, "output_size": 2, "hidden_size": 8, "num_heads": 2} | kwargs))
+    sizes = {"input_size": 3, "output_size": 2, "hidden_size": 8, "num_heads": 2}
+    return build_net("seq2seq_attention", **(sizes | kwargs))
 
 
 def test_attention_weights_shape_and_rows_sum_to_one():
@@ -161,12 +162,18 @@ def test_teacher_forcing_feeds_the_true_previous_value():
 
 
 def test_teacher_forcing_schedules():
-    assert teacher_forcing_ratio(3, ratio=0.7, schedule="constant") == 0.7
-    assert [teacher_forcing_ratio(e, 1.0, "linear", 0.0, decay_epochs=4) for e in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
-    decay = [teacher_forcing_ratio(e, 1.0, "inverse_sigmoid", k=2.0) for e in range(5)]
+    shipped = dict(compose_train("model=seq2seq_attention", "~experiment").model.teacher_forcing)
+
+    def ratio_at(epoch: int, **changes) -> float:  # model.teacher_forcing as shipped, ``changes`` on top
+        return teacher_forcing_ratio(epoch, **(shipped | changes))
+
+    assert ratio_at(3, ratio=0.7, schedule="constant") == 0.7
+    assert [ratio_at(e, ratio=1.0, schedule="linear", end_ratio=0.0, decay_epochs=4) for e in (0, 2, 4, 9)] == [
+        1.0, 0.5, 0.0, 0.0]
+    decay = [ratio_at(e, ratio=1.0, schedule="inverse_sigmoid", k=2.0) for e in range(5)]
     assert decay[0] == pytest.approx(2 / 3) and all(a > b for a, b in zip(decay, decay[1:]))
     with pytest.raises(ConfigError, match="schedule"):
-        teacher_forcing_ratio(0, schedule="cosine")
+        ratio_at(0, schedule="cosine")
 
 
 def test_baselines_on_hand_made_history():
@@ -200,24 +207,8 @@ def test_bad_series_input_is_named(tmp_path, kwargs, rows, message):
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------------
-TINY_SERIES = [
-    "experiment=seq2seq_forecast",
-    "data.time_column=date",
-    "data.targets=[load,temp]",
-    "data.input_len=12",
-    "data.horizon=4",
-    "data.season_length=6",
-    "data.stride=3",
-    "model.net.hidden_size=8",
-    "model.net.num_heads=2",
-    "model.net.bidirectional=false",
-    "model.net.encoder_layers=1",
-    "model.net.decoder_layers=1",
-    "trainer.max_epochs=2",
-    "trainer.accelerator=cpu",
-    "extras.print_config=false",
-    "callbacks.progress=null",
-]
+# helpers.TINY_SERIES on write_csv's file, with its two target columns
+TINY_CSV = [*TINY_SERIES, "data.time_column=date", "data.targets=[load,temp]"]
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +217,7 @@ def series_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("series")
     csv_path = write_csv(tmp / "my.csv", steps=160)
     run = tmp / "run"
-    run_cli("lstmlab.train", *TINY_SERIES, f"data.path={csv_path}", f"hydra.run.dir={run}", cwd=tmp)
+    run_cli("lstmlab.train", *TINY_CSV, f"data.path={csv_path}", f"hydra.run.dir={run}", cwd=tmp)
     return run
 
 
@@ -271,7 +262,7 @@ def test_forecast_and_attention_figures_are_in_the_event_files(series_run):
 def test_cli_bad_input_exits_with_one_clear_line(tmp_path):
     csv_path = write_csv(tmp_path / "my.csv", steps=160)
     before = csv_path.read_bytes()
-    proc = run_cli("lstmlab.train", *TINY_SERIES, f"data.path={csv_path}", "data.targets=[lod]",
+    proc = run_cli("lstmlab.train", *TINY_CSV, f"data.path={csv_path}", "data.targets=[lod]",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "no column 'lod' (did you mean 'load'?); available columns: ['date', 'load', 'temp', 'flag']" in proc.stderr and "Traceback" not in proc.stderr

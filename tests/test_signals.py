@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from lstmlab.data.signal_datamodule import SignalDataModule
+from helpers import build_datamodule
 from lstmlab.data.splits import split_samples
 from lstmlab.data.signals import cached_signals_path, ensure_signals, generate_signals, load_signals, write_signals
 from lstmlab.errors import ConfigError, DataFileError
@@ -116,7 +116,7 @@ def test_splits_are_disjoint_seeded_and_complete():
 
 
 def test_training_batches_come_chunk_by_chunk_with_inputs_and_targets(tmp_path):
-    dm = SignalDataModule(data_dir=str(tmp_path), generator=SMALL, chunk_len=30, batch_size=5)
+    dm = build_datamodule("signals", data_dir=str(tmp_path), generator=SMALL, chunk_len=30, batch_size=5)
     dm.prepare_data()
     dm.setup("fit")
     data = load_signals(dm.file_path)
@@ -144,6 +144,6 @@ def test_training_batches_come_chunk_by_chunk_with_inputs_and_targets(tmp_path):
 
 
 def test_chunk_longer_than_samples_is_refused(tmp_path):
-    dm = SignalDataModule(data_dir=str(tmp_path), generator=SMALL, chunk_len=500)
+    dm = build_datamodule("signals", data_dir=str(tmp_path), generator=SMALL, chunk_len=500)
     with pytest.raises(ConfigError, match="data.chunk_len=500 is longer than the samples \\(100 steps\\)"):
         dm.setup("fit")

@@ -50,18 +50,20 @@ class SequenceClassificationDataModule(LstmlabDataModule):
 
     generate = staticmethod(ensure_casting)
 
+    # the values come from conf/data/casting.yaml (tests: helpers.build_datamodule("casting", ...))
     def __init__(
         self,
-        path: str | None = None,
-        data_dir: str = "data",
-        generator: dict | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int | None = 256,
-        bucket_size: int = 8,
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        *,
+        path: str | None,
+        data_dir: str,
+        generator: dict,
+        batch_size: int,
+        eval_batch_size: int | None,
+        bucket_size: int,
+        split_fractions: Sequence[float],
+        seed: int,
+        num_workers: int,
+        pin_memory: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

@@ -34,7 +34,7 @@ class LstmlabDataModule(pl.LightningDataModule):
     def file_path(self) -> str:
         if self.hparams.path is not None:
             return str(self.hparams.path)
-        return str(type(self).generate(self.hparams.data_dir, dict(self.hparams.generator or {})))
+        return str(type(self).generate(self.hparams.data_dir, dict(self.hparams.generator)))
 
     def prepare_data(self) -> None:
         self.file_path  # generates and caches the file once, before any process reads it

@@ -29,7 +29,7 @@ from lstmlab.data.price_features import (
     sequence_windows,
     series_features,
 )
-from lstmlab.data.prices import DEFAULT_COLUMNS, PriceSeries, ensure_prices, load_prices, load_prices_h5
+from lstmlab.data.prices import PriceSeries, ensure_prices, load_prices, load_prices_h5
 from lstmlab.data.samplers import EpochBatches, IndexBatches, StreamChunks
 from lstmlab.data.splits import SPLITS, split_in_time
 from lstmlab.errors import DataFileError
@@ -70,29 +70,31 @@ class PriceDataModule(LstmlabDataModule):
 
     generate = staticmethod(ensure_prices)
 
+    # the values come from conf/data/prices.yaml (tests: helpers.build_datamodule("prices", ...))
     def __init__(
         self,
-        path: str | None = None,
-        data_dir: str = "data",
-        generator: dict | None = None,
-        columns: dict | None = None,
-        features: dict | None = None,
-        seq_len: int = 16,
-        horizon: int = 5,
-        target: str = "close",
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        chunked: bool = False,
+        *,
+        path: str | None,
+        data_dir: str,
+        generator: dict,
+        columns: Mapping[str, str],
+        features: Mapping,
+        seq_len: int,
+        horizon: int,
+        target: str,
+        batch_size: int,
+        eval_batch_size: int | None,
+        split_fractions: Sequence[float],
+        seed: int,
+        num_workers: int,
+        pin_memory: bool,
+        chunked: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.settings = FeatureSettings(**(features or {}))
+        self.settings = FeatureSettings(**features)
         self.target = check_target(target)
-        self.columns = {**DEFAULT_COLUMNS, **(columns or {})}
+        self.columns = dict(columns)
         self.series: PriceSeries | None = None
         self.pipeline: PricePipeline | None = None
 

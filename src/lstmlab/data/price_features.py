@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from lstmlab.choices import PRICE_EXTRAS, PRICE_SCALES, PRICE_TARGETS
 from lstmlab.errors import ConfigError
 
 TREND_FFT = ("moving_average", "slope", "slope_std", "dominant_frequency", "dominant_magnitude", "mean_magnitude")
-EXTRAS = {"returns": ("step_return", "return_std"), "volume": ("log_volume",)}
-PRICE_SCALES = ("last_close", "none")
-TARGETS = ("close", "return", "direction")
+# the features each name in lstmlab.choices.PRICE_EXTRAS (the list the schema checks) adds
+EXTRA_FEATURES = {"returns": ("step_return", "return_std"), "volume": ("log_volume",)}
+assert tuple(EXTRA_FEATURES) == PRICE_EXTRAS, "map exactly the names of lstmlab.choices.PRICE_EXTRAS, in order"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class FeatureSettings:
 
     @property
     def names(self) -> list[str]:
-        return [*TREND_FFT, *(name for extra in self.extras for name in EXTRAS[extra])]
+        return [*TREND_FFT, *(name for extra in self.extras for name in EXTRA_FEATURES[extra])]
 
     @property
     def uses_volume(self) -> bool:
@@ -73,8 +74,8 @@ def feature_problems(settings: Mapping) -> list[tuple[str, str]]:
         out.append(("buffer_size", f"must be longer than step_size={settings['step_size']} for the 'returns' "
                                    f"extra, got {settings['buffer_size']}"))
     for extra in settings["extras"]:
-        if extra not in EXTRAS:
-            out.append(("extras", f"has {extra!r}; choose from {list(EXTRAS)}"))
+        if extra not in PRICE_EXTRAS:
+            out.append(("extras", f"has {extra!r}; choose from {list(PRICE_EXTRAS)}"))
     if settings["price_scale"] not in PRICE_SCALES:
         out.append(("price_scale", f"must be one of {list(PRICE_SCALES)}, got {settings['price_scale']!r}"))
     return out
@@ -203,8 +204,8 @@ def fit_normalisation(train_features: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def check_target(target: str) -> str:
     """``data.target`` case-insensitively (``Close`` works); a clear error otherwise."""
     name = str(target).lower()
-    if name not in TARGETS:
-        raise ConfigError(f"data.target={target!r} must be one of {list(TARGETS)}")
+    if name not in PRICE_TARGETS:
+        raise ConfigError(f"data.target={target!r} must be one of {list(PRICE_TARGETS)}")
     return name
 
 

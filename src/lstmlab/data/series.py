@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmlab.choices import MISSING_POLICIES
 from lstmlab.data.hdf5 import atomic_h5, cached_file, open_h5, params_hash
 from lstmlab.errors import ConfigError, DataFileError
 
 SCHEMA_VERSION = 1
 MISSING_TOKENS = {"", "na", "nan", "null", "none", "n/a"}
-MISSING_POLICIES = ("error", "ffill")
 
 
 @dataclass(frozen=True)

@@ -52,26 +52,28 @@ class SeriesDataModule(LstmlabDataModule):
 
     generate = staticmethod(ensure_series)
 
+    # the values come from conf/data/series.yaml (tests: helpers.build_datamodule("series", ...))
     def __init__(
         self,
-        path: str | None = None,
-        data_dir: str = "data",
-        generator: dict | None = None,
-        time_column: str | None = None,
-        targets: Sequence[str] = ("value",),
-        covariates: Sequence[str] = (),
-        missing: str = "error",
-        input_len: int = 96,
-        horizon: int = 24,
-        stride: int = 1,
-        season_length: int = 24,
-        split_fractions: Sequence[float] | None = (0.7, 0.15, 0.15),
-        split_dates: Sequence[str] | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        *,
+        path: str | None,
+        data_dir: str,
+        generator: dict,
+        time_column: str | None,
+        targets: Sequence[str],
+        covariates: Sequence[str],
+        missing: str,
+        input_len: int,
+        horizon: int,
+        stride: int,
+        season_length: int,
+        split_fractions: Sequence[float] | None,
+        split_dates: Sequence[str] | None,
+        batch_size: int,
+        eval_batch_size: int | None,
+        seed: int,
+        num_workers: int,
+        pin_memory: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

@@ -65,18 +65,20 @@ class SignalDataModule(LstmlabDataModule):
 
     generate = staticmethod(ensure_signals)
 
+    # the values come from conf/data/signals.yaml (tests: helpers.build_datamodule("signals", ...))
     def __init__(
         self,
-        path: str | None = None,
-        data_dir: str = "data",
-        generator: dict | None = None,
-        chunk_len: int = 50,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-        seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        *,
+        path: str | None,
+        data_dir: str,
+        generator: dict,
+        chunk_len: int,
+        batch_size: int,
+        eval_batch_size: int | None,
+        split_fractions: Sequence[float],
+        seed: int,
+        num_workers: int,
+        pin_memory: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

@@ -76,27 +76,27 @@ class LSTMClassifier(nn.Module):
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
     """
 
-    # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's). The defaults
-    # below only serve callers that build the net by hand (tests/test_sequence_classification.py): they repeat
-    # that YAML's values and go once those callers build from it (tests/helpers.py: build_net).
+    # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's); tests build
+    # the net from it too (tests/helpers.py: build_net).
     def __init__(
         self,
-        input_size: int = 5,
-        num_classes: int = 2,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.2,
-        cell: str = "lstm",
-        pooling: str = "attention",
-        attention_size: int = 32,
-        hidden_dims: Sequence[int] = (32,),
-        activation: str = "relu",
-        head_dropout: float = 0.3,
-        norm: str = "none",
-        init: str = "xavier_orthogonal",
-        freeze: Sequence[str] = (),
-        pack: bool | None = None,
+        *,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        cell: str,
+        pooling: str,
+        attention_size: int,
+        hidden_dims: Sequence[int],
+        activation: str,
+        head_dropout: float,
+        norm: str,
+        init: str,
+        freeze: Sequence[str],
+        pack: bool | None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:

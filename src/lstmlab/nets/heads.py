@@ -20,11 +20,9 @@ def make_head(
     out_features: int,
     hidden: Sequence[int],
     activation: str,
-    dropout: float = 0.0,
+    dropout: float,
 ) -> nn.Sequential:
-    """``Linear`` when ``hidden`` is empty, else ``Linear -> act -> dropout`` per hidden width, then ``Linear``.
-
-    ``dropout``: 0 for a net whose config has no ``head_dropout`` (``StatefulLSTM``)."""
+    """``Linear`` when ``hidden`` is empty, else ``Linear -> act -> dropout`` per hidden width, then ``Linear``."""
     if activation not in ACTIVATION_MODULES:
         raise ValueError(f"head_activation={activation!r}: unknown; choose one of {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = []

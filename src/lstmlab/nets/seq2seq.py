@@ -30,9 +30,8 @@ def check_heads(num_heads: int, attention_dim: int) -> None:
 class Seq2SeqAttention(nn.Module):
     """``x`` [batch, input_len, input_size] -> forecast [batch, horizon, output_size] (+ attention weights)."""
 
-    # The values come from conf/model/seq2seq_attention.yaml (model.net; the sizes left null there are the data's).
-    # The defaults left below only serve a caller that builds the net by hand with fewer keys
-    # (tests/test_series.py): they repeat that YAML's values and go once it builds from the config.
+    # The values come from conf/model/seq2seq_attention.yaml (model.net; the sizes left null there are the data's);
+    # tests build the net from it too (tests/helpers.py: build_net).
     def __init__(
         self,
         *,
@@ -40,14 +39,14 @@ class Seq2SeqAttention(nn.Module):
         output_size: int,
         hidden_size: int,
         num_heads: int,
-        encoder_hidden_size: int | None = None,
-        encoder_layers: int = 2,
-        decoder_layers: int = 2,
-        bidirectional: bool = True,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        layer_norm: bool = True,
-        init: str = "xavier_orthogonal",
+        encoder_hidden_size: int | None,
+        encoder_layers: int,
+        decoder_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        attention_dropout: float,
+        layer_norm: bool,
+        init: str,
     ) -> None:
         super().__init__()
         check_heads(num_heads, hidden_size)

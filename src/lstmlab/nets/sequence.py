@@ -16,9 +16,7 @@ class SequenceLSTM(nn.Module):
     The init and freeze options act on the first layer of the stack, as in ``StatefulLSTM``.
     """
 
-    # The values come from conf/model/sequence.yaml (model.net). The defaults left below only serve a caller that
-    # builds the net by hand with fewer keys (benchmarks/workloads.py): they repeat that YAML's values and go
-    # once it builds from the config.
+    # The values come from conf/model/sequence.yaml (model.net); tests and benchmarks build the net from it too.
     def __init__(
         self,
         *,
@@ -31,10 +29,10 @@ class SequenceLSTM(nn.Module):
         head_hidden: Sequence[int],
         head_activation: str,
         init: str,
-        head_dropout: float = 0.0,
-        init_periods: Sequence[float] = (4.0, 200.0),
-        init_decay_steps: float = 50.0,
-        freeze_cell_dynamics: bool = False,
+        head_dropout: float,
+        init_periods: Sequence[float],
+        init_decay_steps: float,
+        freeze_cell_dynamics: bool,
     ) -> None:
         super().__init__()
         self.input_size = input_size

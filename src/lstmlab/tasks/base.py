@@ -59,7 +59,7 @@ def net_config(net: Mapping, hidden_size: int | None, num_layers: int | None) ->
 
 class LstmlabTask(pl.LightningModule):
     """Subclasses save ``optimizer`` and ``scheduler`` (``_target_`` configs, ``_partial_``) as hyperparameters,
-    set ``monitor`` / ``monitor_mode`` and implement ``update_metrics`` and ``log_stage``."""
+    set ``monitor`` / ``monitor_mode`` and implement ``recurrent_lr_scale``, ``update_metrics`` and ``log_stage``."""
 
     monitor = "val/loss"
     monitor_mode = "min"
@@ -74,11 +74,16 @@ class LstmlabTask(pl.LightningModule):
         self._loss_count = 0
 
     # ---- optimizers ------------------------------------------------------------------------------------
+    def recurrent_lr_scale(self) -> float:
+        """The learning rate of the recurrent weights (``weight_hh*``) relative to ``model.optimizer.lr``: each
+        task says it, from its ``model.recurrent_lr_scale`` option or as a fixed value where it has none."""
+        raise NotImplementedError
+
     def configure_optimizers(self):
         """``model.optimizer`` over the parameter groups (frozen parameters never get a gradient, so the
         optimizer leaves them alone); ``model.scheduler`` stepped per epoch on ``val/loss``, or per batch when
         it schedules the whole run (OneCycleLR: it gets the run's length)."""
-        groups = parameter_groups(self, self.hparams.get("recurrent_lr_scale", 1.0))
+        groups = parameter_groups(self, self.recurrent_lr_scale())
         optimizer = instantiate(self.hparams.optimizer)(params=groups)
         for group in optimizer.param_groups:
             group["lr"] *= group["lr_scale"]

@@ -16,11 +16,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import CatMetric
 
+from lstmlab.choices import CLASS_WEIGHTINGS
 from lstmlab.errors import ConfigError
 from lstmlab.metrics import best_f1_threshold, classification_metrics
 from lstmlab.tasks.base import LstmlabTask
-
-WEIGHTINGS = ("balanced", "none")
 
 
 class SequenceClassificationTask(LstmlabTask):
@@ -33,16 +32,18 @@ class SequenceClassificationTask(LstmlabTask):
     monitor = "val/auroc"
     monitor_mode = "max"
 
+    # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
     def __init__(
         self,
+        *,
         net: Mapping,
         optimizer: Mapping,
-        scheduler: Mapping | None = None,
-        class_weighting: str = "balanced",
+        scheduler: Mapping | None,
+        class_weighting: str,
     ) -> None:
         super().__init__()
-        if class_weighting not in WEIGHTINGS:
-            raise ConfigError(f"model.class_weighting={class_weighting!r} must be one of {list(WEIGHTINGS)}")
+        if class_weighting not in CLASS_WEIGHTINGS:
+            raise ConfigError(f"model.class_weighting={class_weighting!r} must be one of {list(CLASS_WEIGHTINGS)}")
         self.save_hyperparameters(logger=False)
         self.net: nn.Module | None = None
         if net.get("input_size") is not None and net.get("num_classes") is not None:
@@ -58,6 +59,10 @@ class SequenceClassificationTask(LstmlabTask):
         self.register_buffer("class_weight", torch.ones(1 if classes == 2 else classes))
         self.register_buffer("decision_threshold", torch.tensor(0.5))
         self.register_buffer("normaliser_fitted", torch.tensor(False))
+
+    def recurrent_lr_scale(self) -> float:
+        # no model.recurrent_lr_scale option here: the recurrence learns at the optimizer's rate like the rest
+        return 1.0
 
     @property
     def binary(self) -> bool:

@@ -33,14 +33,16 @@ class PriceForecastTask(LstmlabTask):
     (``data.chunked=true``): a forecast at every window, the state carried from chunk to chunk in training.
     """
 
+    # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
     def __init__(
         self,
+        *,
         net: Mapping,
         optimizer: Mapping,
-        scheduler: Mapping | None = None,
-        hidden_size: int | None = None,
-        num_layers: int | None = None,
-        recurrent_lr_scale: float = 1.0,
+        scheduler: Mapping | None,
+        hidden_size: int | None,
+        num_layers: int | None,
+        recurrent_lr_scale: float,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -48,6 +50,9 @@ class PriceForecastTask(LstmlabTask):
         self.pipeline: PricePipeline | None = None
         self.loss_mean = nn.ModuleDict()
         self.metrics = nn.ModuleDict()
+
+    def recurrent_lr_scale(self) -> float:
+        return self.hparams.recurrent_lr_scale
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule

@@ -11,17 +11,20 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
+from lstmlab.choices import LOSSES, TEACHER_FORCING_SCHEDULES
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.base import LstmlabTask
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
-SCHEDULES = ("constant", "linear", "inverse_sigmoid")
-LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss}
+# the loss module of each name in lstmlab.choices.LOSSES (the list the schema checks)
+LOSS_MODULES = {"mse": nn.MSELoss, "mae": nn.L1Loss}
+assert tuple(LOSS_MODULES) == LOSSES, "map exactly the names of lstmlab.choices.LOSSES, in order"
 
 
-def teacher_forcing_ratio(epoch: int, ratio: float = 1.0, schedule: str = "linear", end_ratio: float = 0.0,
-                          decay_epochs: int = 10, k: float = 5.0) -> float:
-    """The probability that a training decoder step is fed the true previous value, at ``epoch``.
+def teacher_forcing_ratio(epoch: int, *, ratio: float, schedule: str, end_ratio: float, decay_epochs: int,
+                          k: float) -> float:
+    """The probability that a training decoder step is fed the true previous value, at ``epoch``; the other
+    arguments are ``model.teacher_forcing``'s.
 
     ``constant``: ``ratio``; ``linear``: from ``ratio`` to ``end_ratio`` over ``decay_epochs``, then flat;
     ``inverse_sigmoid``: ``ratio * k / (k + exp(epoch / k))`` (scheduled sampling, Bengio et al. 2015).
@@ -32,7 +35,7 @@ def teacher_forcing_ratio(epoch: int, ratio: float = 1.0, schedule: str = "linea
         return ratio + (end_ratio - ratio) * min(epoch / max(decay_epochs, 1), 1.0)
     if schedule == "inverse_sigmoid":
         return ratio * k / (k + math.exp(epoch / k))
-    raise ConfigError(f"model.teacher_forcing.schedule={schedule!r} must be one of {list(SCHEDULES)}")
+    raise ConfigError(f"model.teacher_forcing.schedule={schedule!r} must be one of {list(TEACHER_FORCING_SCHEDULES)}")
 
 
 def seasonal_naive(history: Tensor, horizon: int, season_length: int) -> Tensor:
@@ -84,25 +87,31 @@ class Seq2SeqForecastTask(LstmlabTask):
     the mean seasonal-naive one-season error on the train segment.
     """
 
+    # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
     def __init__(
         self,
+        *,
         net: Mapping,
         optimizer: Mapping,
-        scheduler: Mapping | None = None,
-        loss: str = "mse",
-        teacher_forcing: Mapping | None = None,
+        scheduler: Mapping | None,
+        loss: str,
+        teacher_forcing: Mapping,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise ConfigError(f"model.loss={loss!r} must be one of {sorted(LOSSES)}")
+            raise ConfigError(f"model.loss={loss!r} must be one of {list(LOSSES)}")
         self.save_hyperparameters(logger=False)
         self.net: nn.Module | None = None
         if net.get("input_size") is not None and net.get("output_size") is not None:
             self.net = instantiate(dict(net))
-        self.loss_fn = LOSSES[loss]()
+        self.loss_fn = LOSS_MODULES[loss]()
         self.loss_mean = nn.ModuleDict()
         self.errors = nn.ModuleDict()
         self.info: dict[str, Any] | None = None  # forecast_info of the data: scaler, names, MASE scale
+
+    def recurrent_lr_scale(self) -> float:
+        # no model.recurrent_lr_scale option here: the recurrence learns at the optimizer's rate like the rest
+        return 1.0
 
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -161,7 +170,7 @@ class Seq2SeqForecastTask(LstmlabTask):
         return self.unscale(out)
 
     def current_teacher_forcing(self) -> float:
-        return teacher_forcing_ratio(self.current_epoch, **dict(self.hparams.teacher_forcing or {"schedule": "constant", "ratio": 0.0}))
+        return teacher_forcing_ratio(self.current_epoch, **self.hparams.teacher_forcing)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         target = self.scale(batch["y"])

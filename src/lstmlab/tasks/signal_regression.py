@@ -24,7 +24,7 @@ class SignalRegressionTask(LstmlabTask):
     (why: docs/signal-l1-oscillator-bank.md#a-softer-alternative-a-slower-recurrence).
     """
 
-    # the values come from conf/model/sequence.yaml or stateful.yaml (a checkpoint's saved hyperparameters)
+    # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
     def __init__(
         self,
         *,
