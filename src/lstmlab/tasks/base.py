@@ -73,6 +73,15 @@ class LstmlabTask(pl.LightningModule):
         self._loss_sum: Tensor | None = None
         self._loss_count = 0
 
+    def net_config_from_data(self, **sizes: int) -> dict:
+        """``model.net`` with the sizes it leaves to the data (null) taken from ``sizes``, written back into the
+        saved hyperparameters so that ``load_from_checkpoint`` rebuilds the same net."""
+        config = dict(self.hparams.net)
+        for key, value in sizes.items():
+            config[key] = config.get(key) or value
+        self.hparams.net = config
+        return config
+
     # ---- optimizers ------------------------------------------------------------------------------------
     def recurrent_lr_scale(self) -> float:
         """The learning rate of the recurrent weights (``weight_hh*``) relative to ``model.optimizer.lr``: each

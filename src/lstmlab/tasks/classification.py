@@ -72,12 +72,8 @@ class SequenceClassificationTask(LstmlabTask):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         datamodule.setup(stage)
-        if self.net is None:  # sizes left to the data: resolve them, and save them for load_from_checkpoint
-            net_cfg = dict(self.hparams.net)
-            net_cfg["input_size"] = net_cfg.get("input_size") or datamodule.num_channels
-            net_cfg["num_classes"] = net_cfg.get("num_classes") or datamodule.num_classes
-            self.hparams.net = net_cfg
-            self._build(net_cfg)
+        if self.net is None:
+            self._build(self.net_config_from_data(input_size=datamodule.num_channels, num_classes=datamodule.num_classes))
         self._check_data(datamodule)
         if stage == "fit" or not bool(self.normaliser_fitted):
             self.input_mean.copy_(torch.as_tensor(datamodule.channel_mean))

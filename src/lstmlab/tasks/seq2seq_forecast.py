@@ -126,9 +126,7 @@ class Seq2SeqForecastTask(LstmlabTask):
             )
         columns, targets = len(self.info["columns"]), len(self.info["target_names"])
         if self.net is None:
-            self.hparams.net.update(input_size=self.hparams.net.get("input_size") or columns,
-                                    output_size=self.hparams.net.get("output_size") or targets)
-            self.net = instantiate(dict(self.hparams.net))
+            self.net = instantiate(self.net_config_from_data(input_size=columns, output_size=targets))
         if (self.net.input_size, self.net.output_size) != (columns, targets):
             raise ConfigError(
                 f"model.net.input_size={self.net.input_size} / output_size={self.net.output_size} do not match the data: "
