@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = {
     "training_throughput": {"stateful_steps_per_s", "sequence_steps_per_s", "plain_loop_steps_per_s", "ratio_l1_vs_l50"},
@@ -26,6 +28,7 @@ MEASURED = {
 NOT_BUILT: set[str] = set()  # measurements whose subject has not landed
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(

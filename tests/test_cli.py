@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import TINY, read_metrics, run_cli, train
+from helpers import TINY, read_metrics, run_cli, train
 
 # the signal experiments (their metrics are checked below); other experiments are run through the CLI by
 # their own test files (price_forecast: tests/test_prices.py)
@@ -96,6 +96,7 @@ def test_tensorboard_has_scalars_hparams_and_figures(trained_run):
     assert figures == 3  # one per validation epoch
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path):
     _, a = train(tmp_path, "experiment=signal_l1", run_dir="a")
     _, b = train(tmp_path, "experiment=signal_l1", run_dir="b")

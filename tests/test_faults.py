@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, read_metrics, run_cli, train
+from helpers import TINY, read_metrics, run_cli, train
 
 # epochs of about a second each, so that a signal lands mid-training
 LONGER = ["data.generator.n_samples=48", "data.generator.duration=4.0", "trainer.max_epochs=4", "model.hidden_size=16"]
@@ -40,6 +40,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     _, reference = train(tmp_path, *LONGER, run_dir="reference")
 
@@ -62,6 +63,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
 STEP_CHECKPOINTS = ["callbacks.model_checkpoint.every_n_train_steps=7"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_bit_identical(tmp_path):
     _, reference = train(tmp_path, *LONGER, *STEP_CHECKPOINTS, run_dir="reference")
 

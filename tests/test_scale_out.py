@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from conftest import TINY, run_cli
-from test_steel_defect_cli import TINY_CLASSIFIER
+from helpers import SMALL_SWEEP, TINY, TINY_CLASSIFIER, TINY_PRICES, TINY_SERIES, run_cli
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
@@ -19,6 +18,8 @@ pytestmark = pytest.mark.skipif(
 CASES = {
     "signal_l50": ([*TINY, "data.generator.n_samples=20"], "test/r2"),
     "steel_defect": ([*TINY_CLASSIFIER, "trainer.max_epochs=2"], "test/auroc"),
+    "price_forecast": (TINY_PRICES, "test/mse"),
+    "seq2seq_forecast": ([*TINY_SERIES, "data.generator.n_steps=1000"], "test/mae"),
 }
 
 
@@ -67,10 +68,8 @@ def test_joblib_launcher_runs_the_sweeps_trials_two_at_a_time(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from test_sweeper import SMALL
-
     sweep = tmp_path / "sweep"
-    run_cli("lstmlab.train", "-m", *SMALL, "hydra.sweeper.n_trials=4", "hydra/launcher=joblib",
+    run_cli("lstmlab.train", "-m", *SMALL_SWEEP, "hydra.sweeper.n_trials=4", "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
     trials = optuna.load_study(study_name="signal", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)

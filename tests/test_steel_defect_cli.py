@@ -9,24 +9,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import read_metrics, run_cli
-from test_sequence_classification import _set, write_user_file
+from helpers import TINY_CLASSIFIER, read_metrics, run_cli, with_value, write_user_file
 
-# small casting data and a small net; the performance table times a few sequences only
-TINY_CLASSIFIER = [
-    "experiment=steel_defect",
-    "data.generator.n_sequences=90",
-    "data.generator.min_length=20",
-    "data.generator.max_length=60",
-    "data.batch_size=16",
-    "model.net.hidden_size=8",
-    "model.net.attention_size=8",
-    "callbacks.performance.latency_sequences=4",
-    "callbacks.performance.throughput_batch=16",
-    "callbacks.progress=null",
-    "extras.print_config=false",
-    "trainer.accelerator=cpu",
-]
 CLASSIFICATION_METRICS = {"test/auroc", "test/aupr", "test/accuracy", "test/f1", "test/loss"}
 PERFORMANCE = {"test/latency_p50_ms", "test/latency_p99_ms", "test/throughput_seq_per_s", "test/peak_memory_mb",
                "test/num_parameters", "test/model_size_mb"}
@@ -98,7 +82,7 @@ def test_tensorboard_holds_the_figures(classifier_run):
 
 # (id, entry point, overrides, bad file edits or None, what stderr must name)
 BAD = [
-    ("labels_out_of_range", "lstmlab.train", dict(labels=lambda a: _set(a, 4, 7)), "(first: labels[4] = 7)"),
+    ("labels_out_of_range", "lstmlab.train", dict(labels=lambda a: with_value(a, 4, 7)), "(first: labels[4] = 7)"),
     ("channel_mismatch_vs_checkpoint", "lstmlab.evaluate", dict(), "has 3 channels but the model takes 5"),
 ]
 

@@ -25,25 +25,18 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from conftest import TINY, run_cli
+from helpers import SMALL_SWEEP, run_cli
 from hydra_plugins.lstmlab_optuna_sweeper._space import SweeperConfigError, format_value, parse_search_space
 from hydra_plugins.lstmlab_optuna_sweeper._study import resolve_url
 from lstmlab.optuna_trial import TrialLink
 
 # one torch thread per process: several sweep processes share 2 cores without oversubscription
 ENV = {"OMP_NUM_THREADS": "1"}
-SMALL = [
-    "hparams_search=signal_optuna",
-    *TINY,
-    "model.hidden_size=choice(4,8,16)",
-    "model.num_layers=range(1,3)",
-    "hydra.sweeper.pruner=none",
-]
 SEARCHED = {"model.hidden_size", "model.num_layers", "model.optimizer.lr"}
 
 
 def sweep_cli(sweep: Path, *overrides: str, check: bool = True):
-    return run_cli("lstmlab.train", "-m", *SMALL, *overrides, f"hydra.sweep.dir={sweep}",
+    return run_cli("lstmlab.train", "-m", *SMALL_SWEEP, *overrides, f"hydra.sweep.dir={sweep}",
                    cwd=sweep.parent, check=check, env=ENV)
 
 
@@ -165,6 +158,7 @@ def test_bad_sweeper_config_is_one_line_naming_the_key(tmp_path):
 
 
 # ---- real multiruns ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sweep_writes_study_results_and_resumes(tmp_path):
     sweep = tmp_path / "sweep"
     proc = sweep_cli(sweep, "hydra.sweeper.n_trials=6")
@@ -266,7 +260,7 @@ def _trial_states(db: Path) -> dict[int, str]:
 
 def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: tuple = ()) -> int:
     """Start a sweep, send ``sig`` once one of its trials runs, wait for the process; the trial's number."""
-    args = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL, *overrides, f"hydra.sweep.dir={sweep}"]
+    args = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL_SWEEP, *overrides, f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **ENV}
     proc = subprocess.Popen(args, cwd=sweep.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -370,7 +364,7 @@ def postgres_url():
 
 
 def test_two_sweeps_share_one_postgresql_study(tmp_path, postgres_url):
-    common = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL, "hydra.sweeper.n_trials=6",
+    common = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL_SWEEP, "hydra.sweeper.n_trials=6",
               f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=shared"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **ENV}
     procs = [subprocess.Popen([*common, f"hydra.sweep.dir={tmp_path / name}"], cwd=tmp_path, env=env,
