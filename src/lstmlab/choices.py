@@ -21,6 +21,8 @@ POOLINGS = ("last", "mean", "attention")
 NORMS = ("none", "batchnorm", "layernorm")
 # model.net.freeze (classifier): the parts that can stop receiving gradients
 FREEZE_PARTS = ("lstm", "attention", "head")
+# model.net.lstm_input (LSTM-FCN): the LSTM reads the T steps of C channels, or the C channels as steps of T values
+LSTM_INPUTS = ("time", "channels")
 
 # ---- tasks -----------------------------------------------------------------------------------------------
 # model.loss (seq2seq forecasting)

@@ -27,6 +27,7 @@ from lstmlab.choices import (
     FREEZE_PARTS,
     INITS,
     LOSSES,
+    LSTM_INPUTS,
     MISSING_POLICIES,
     NORMS,
     POOLINGS,
@@ -476,6 +477,46 @@ class ClassificationTaskSchema(TaskSchema):
 
 
 @dataclass
+class LSTMFCNNetSchema:
+    """LSTM-FCN / MLSTM-FCN (``lstmlab.nets.lstm_fcn.LSTMFCN``): conv blocks and an LSTM side by side."""
+
+    _target_: str = MISSING
+    input_size: Optional[int] = MISSING
+    num_classes: Optional[int] = MISSING
+    hidden_size: int = MISSING
+    cell: str = MISSING
+    lstm_input: str = MISSING
+    shuffle_length: int = MISSING
+    lstm_dropout: float = MISSING
+    filters: list[int] = MISSING
+    kernel_sizes: list[int] = MISSING
+    squeeze_excite: bool = MISSING
+    se_reduction: int = MISSING
+    pack: Optional[bool] = MISSING
+
+    def problems(self) -> Iterator[Problem]:
+        yield from _positive("input_size", self.input_size)
+        yield from _at_least("num_classes", self.num_classes, 2, "or null: taken from the data")
+        yield from _positive("hidden_size", self.hidden_size)
+        yield from _one_of("cell", self.cell, CELLS)
+        yield from _one_of("lstm_input", self.lstm_input, LSTM_INPUTS)
+        yield from _positive("shuffle_length", self.shuffle_length)
+        yield from _fraction("lstm_dropout", self.lstm_dropout)
+        yield from _each_positive("filters", self.filters)
+        yield from _each_positive("kernel_sizes", self.kernel_sizes)
+        filters, kernels = self.filters, self.kernel_sizes
+        if _is_set(filters) and _is_set(kernels) and (not filters or len(filters) != len(kernels)):
+            problem = f"needs one kernel size per conv block of filters={list(filters)}, got {list(kernels)}"
+            yield "kernel_sizes", problem
+        yield from _at_least("se_reduction", self.se_reduction, 1)
+
+
+@dataclass
+class LSTMFCNTaskSchema(ClassificationTaskSchema):
+    net: LSTMFCNNetSchema = MISSING
+
+
+@dataclass
 class CastingGeneratorSchema:
     n_sequences: int = MISSING
     min_length: int = MISSING
@@ -513,6 +554,7 @@ class ClassificationDataSchema(DataSchema):
 SCHEMAS = {
     "schema/model": {
         "bilstm_classifier": ClassificationTaskSchema,
+        "lstm_fcn": LSTMFCNTaskSchema,
         "stateful": StatefulTaskSchema,
         "sequence": SequenceTaskSchema,
         "price_sequence": PriceSequenceTaskSchema,

@@ -1,0 +1,167 @@
+"""LSTM-FCN and MLSTM-FCN (Karim et al. 2017, 2019): a fully convolutional branch and an LSTM branch over the same
+input, their features concatenated before the output layer.
+
+FCN branch: ``len(filters)`` blocks of Conv1d ('same' padding) -> BatchNorm1d -> ReLU; with ``squeeze_excite``
+(MLSTM-FCN) a squeeze-and-excite block after every block but the last; then global average pooling over time.
+LSTM branch: an LSTM whose last step's output goes through dropout (the papers' 0.8). ``lstm_input`` says what it
+reads: ``time``, the T steps of C channels (its output after each sequence's last valid step), or ``channels``,
+the papers' "dimension shuffle": C steps of ``shuffle_length`` values each, every sequence zero beyond its length
+and zero-padded or cropped to ``shuffle_length`` steps (steps past it are not read by this branch).
+
+Padding: batches are zero-padded to their longest sequence, and the task's z-score turns those zeros into
+``-mean/std``, so the net sets every step at or past ``lengths`` back to 0 first. The FCN branch keeps it so
+after every block (the next convolution then sees exactly the zeros of 'same' padding of the sequence alone),
+computes batch-norm statistics, squeeze-and-excite means and the final average over the valid steps only. The
+logits of a sequence thus do not depend on its batch's padding (in eval mode; in training, batch norm uses the
+batch's statistics, as any batch norm does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from lstmlab.choices import CELLS, LSTM_INPUTS
+from lstmlab.nets.cells import init_recurrent, make_recurrent
+
+
+def valid_mask(lengths: Tensor, steps: int) -> Tensor:
+    """[batch, 1, steps]: 1.0 at the valid steps of each sequence, 0.0 on its padding."""
+    t = torch.arange(steps, device=lengths.device)
+    return (t[None, :] < lengths[:, None]).unsqueeze(1).float()
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over time of ``x`` [batch, channels, T] at the valid steps of ``mask`` [batch, 1, T]: [batch, channels]."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d over [batch, channels, T] whose training statistics come from the valid steps only."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        if not self.training:
+            return super().forward(x)
+        count = mask.sum()
+        mean = (x * mask).sum((0, 2)) / count
+        var = (((x - mean[None, :, None]) ** 2) * mask).sum((0, 2)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                unbiased = var * count / (count - 1).clamp(min=1.0)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+        out = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
+        return out * self.weight[None, :, None] + self.bias[None, :, None] if self.affine else out
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gates ``sigmoid(W2 relu(W1 mean_t(x)))`` (Hu et al. 2018), the mean over the valid steps."""
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        squeezed = max(1, channels // reduction)
+        self.gate = nn.Sequential(nn.Linear(channels, squeezed), nn.ReLU(), nn.Linear(squeezed, channels), nn.Sigmoid())
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return x * self.gate(masked_mean(x, mask)).unsqueeze(-1)
+
+
+class ConvBlock(nn.Module):
+    """Conv1d ('same' padding) -> BatchNorm1d over the valid steps -> ReLU, zero again on the padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.pad = ((kernel_size - 1) // 2, kernel_size // 2)  # 'same', the odd step on the right (as Keras)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
+        self.norm = MaskedBatchNorm1d(out_channels)
+        nn.init.kaiming_uniform_(self.conv.weight, nonlinearity="relu")  # the papers' he_uniform
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return F.relu(self.norm(self.conv(F.pad(x, self.pad)), mask)) * mask
+
+
+class LSTMFCN(nn.Module):
+    """``x`` [batch, T, input_size] and ``lengths`` [batch] -> logits [batch] (binary) or [batch, K].
+
+    ``squeeze_excite=True`` makes it an MLSTM-FCN. ``num_classes`` = 2 gives one logit, K > 2 gives K.
+    ``pack`` (``lstm_input=time``): pack each batch for the LSTM (skips the padded steps; fastest on cuDNN), or
+    run the padded steps and read the output at each sequence's last valid step (same values); null: on CUDA.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int,
+        cell: str,
+        lstm_input: str,
+        shuffle_length: int,
+        lstm_dropout: float,
+        filters: Sequence[int],
+        kernel_sizes: Sequence[int],
+        squeeze_excite: bool,
+        se_reduction: int,
+        pack: bool | None,
+    ) -> None:
+        super().__init__()
+        if lstm_input not in LSTM_INPUTS:
+            raise ValueError(f"lstm_input={lstm_input!r}: unknown; choose one of {list(LSTM_INPUTS)}")
+        if cell not in CELLS:
+            raise ValueError(f"cell={cell!r}: unknown; choose one of {list(CELLS)}")
+        if len(filters) != len(kernel_sizes) or not filters:
+            raise ValueError(
+                f"filters={list(filters)} and kernel_sizes={list(kernel_sizes)}: one kernel size per block"
+            )
+        self.input_size = input_size
+        self.num_classes = num_classes
+        self.lstm_input = lstm_input
+        self.shuffle_length = shuffle_length
+        self.pack = pack
+        widths = [input_size, *filters]
+        self.conv_blocks = nn.ModuleList(
+            ConvBlock(widths[i], widths[i + 1], kernel_sizes[i]) for i in range(len(filters))
+        )
+        # MLSTM-FCN: a squeeze-and-excite block after every conv block but the last
+        self.squeeze_excite = (
+            nn.ModuleList(SqueezeExcite(width, se_reduction) for width in filters[:-1]) if squeeze_excite else None
+        )
+        steps_width = input_size if lstm_input == "time" else shuffle_length
+        self.lstm = make_recurrent(cell, steps_width, hidden_size, num_layers=1, dropout=0.0)
+        init_recurrent(self.lstm, "xavier_orthogonal")
+        self.lstm_dropout = nn.Dropout(lstm_dropout)
+        self.head = nn.Linear(filters[-1] + hidden_size, 1 if num_classes == 2 else num_classes)
+
+    def fcn_features(self, x: Tensor, mask: Tensor) -> Tensor:
+        """[batch, C, T] zero on padding -> [batch, filters[-1]]: the average over the valid steps."""
+        out = x
+        for i, block in enumerate(self.conv_blocks):
+            out = block(out, mask)
+            if self.squeeze_excite is not None and i < len(self.squeeze_excite):
+                out = self.squeeze_excite[i](out, mask)
+        return masked_mean(out, mask)
+
+    def lstm_features(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """[batch, C, T] zero on padding -> [batch, hidden_size]: the LSTM's output after its last step."""
+        if self.lstm_input == "channels":  # C steps of shuffle_length values: the papers' dimension shuffle
+            x = F.pad(x, (0, max(0, self.shuffle_length - x.shape[-1])))[..., : self.shuffle_length]
+            return self.lstm(x)[0][:, -1]
+        x = x.transpose(1, 2)  # [batch, T, C]
+        if self.pack if self.pack is not None else x.is_cuda:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            state = self.lstm(packed)[1]
+            return (state[0] if isinstance(state, tuple) else state)[-1]  # h_n: after each sequence's last step
+        out = self.lstm(x)[0]
+        return out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1]
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        lengths = lengths.to(x.device)
+        mask = valid_mask(lengths, x.shape[1])
+        x = x.transpose(1, 2) * mask  # [batch, C, T]; the padding back to 0 (the z-score moved it)
+        features = torch.cat([self.fcn_features(x, mask), self.lstm_dropout(self.lstm_features(x, lengths))], dim=-1)
+        logits = self.head(features)
+        return logits.squeeze(-1) if self.num_classes == 2 else logits
