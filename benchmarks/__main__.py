@@ -51,16 +51,26 @@ RESULTS = Path(__file__).parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (1-2 minutes)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every workload size (samples, batches, calls); e.g. 0.05 for a smoke test")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload size (samples, batches, calls); e.g. 0.05 for a smoke test",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="repeats of every measurement (default: its own)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: cuda when available, else cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's own, one per core)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available, else cpu"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's own, one per core)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results directory (default {RESULTS})")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="generated datasets cache (default $LSTMLAB_ROOT/data or ./data, as lstmlab-train)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="generated datasets cache (default $LSTMLAB_ROOT/data or ./data, as lstmlab-train)",
+    )
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(MEASUREMENTS)}")
     args = parser.parse_args(argv)
     if args.scale <= 0:
@@ -78,17 +88,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     data_dir = args.data_dir or Path(os.environ.get("LSTMLAB_ROOT", ".")) / "data"
     work_dir = Path(tempfile.mkdtemp(prefix="lstmlab-bench-"))
     ctx = Context(
-        quick=args.quick, scale=args.scale, repeats=args.repeats, device=device,
-        out=args.out, data_dir=data_dir.resolve(), work_dir=work_dir,
+        quick=args.quick,
+        scale=args.scale,
+        repeats=args.repeats,
+        device=device,
+        out=args.out,
+        data_dir=data_dir.resolve(),
+        work_dir=work_dir,
     )
     keys = args.only.split(",") if args.only else list(MEASUREMENTS)
     machine = machine_info(device)
-    print(f"lstmlab benchmarks on {machine['device_name']} ({machine['cores']} cores, torch {machine['torch']}, "
-          f"device {device.type}){' --quick' if args.quick else ''}", file=sys.stderr)
+    print(
+        f"lstmlab benchmarks on {machine['device_name']} ({machine['cores']} cores, torch {machine['torch']}, "
+        f"device {device.type}){' --quick' if args.quick else ''}",
+        file=sys.stderr,
+    )
 
     started = time.perf_counter()
     results: list[Measurement] = []
@@ -102,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # one broken measurement must not hide the others' figures
                 failed = True
                 traceback.print_exc()
-                result = Measurement(key=key, number=0, title=key, status=f"error: {type(err).__name__}: {err}",
-                                     rows=[Row(key, f"error: {type(err).__name__}: {err}", "-", "error")])
+                result = Measurement(
+                    key=key,
+                    number=0,
+                    title=key,
+                    status=f"error: {type(err).__name__}: {err}",
+                    rows=[Row(key, f"error: {type(err).__name__}: {err}", "-", "error")],
+                )
             result.settings["seconds"] = round(time.perf_counter() - t0, 1)
             results.append(result)
             print(f"  {key}: {result.settings['seconds']} s", file=sys.stderr)
@@ -120,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "date": dt.date.today().isoformat(),
         "command": command_line(),
-        "settings": {"quick": args.quick, "scale": args.scale, "repeats": args.repeats, "device": device.type,
-                     "threads": torch.get_num_threads()},
+        "settings": {
+            "quick": args.quick,
+            "scale": args.scale,
+            "repeats": args.repeats,
+            "device": device.type,
+            "threads": torch.get_num_threads(),
+        },
         "machine": machine,
         "duration_s": round(time.perf_counter() - started, 1),
         "measurements": {m.key: m.to_json() for m in results},
@@ -131,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     json_path = ctx.out / f"{report['date']}{suffix}.json"
     write_json(json_path, report)
     print(table)
-    print(f"\nwrote {json_path}" + (f" and {ctx.out / plot_name}" if throughput is not None else "")
-          + f" in {report['duration_s']} s", file=sys.stderr)
+    print(
+        f"\nwrote {json_path}"
+        + (f" and {ctx.out / plot_name}" if throughput is not None else "")
+        + f" in {report['duration_s']} s",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

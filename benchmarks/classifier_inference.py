@@ -74,8 +74,10 @@ def run(ctx: Context) -> Measurement:
             return batch / timed(lambda: net(many, lengths), ctx)
 
     repeats = ctx.reps(5, 3)
-    samples = interleaved({"one_thread": lambda: latency("one_thread"), "default": lambda: latency("default"),
-                           "batch": throughput}, repeats)
+    samples = interleaved(
+        {"one_thread": lambda: latency("one_thread"), "default": lambda: latency("default"), "batch": throughput},
+        repeats,
+    )
     figures = {}
     for case, suffix in (("one_thread", ""), ("default", "_default_threads")):
         blocks = latencies[case][1:]  # the first block was the warm-up
@@ -87,8 +89,10 @@ def run(ctx: Context) -> Measurement:
     figures["parameters"] = stats([float(n_params)], "params")
     figures["size_mb"] = stats([size_mb], "MB")
     met = figures["latency_p50_ms"]["median"] < GOAL_MS
-    shape = (f"hidden {net.hidden_size} x {net.num_layers} layer, {'bi' if net.bidirectional else 'uni'}directional, "
-             f"{net.pooling} pooling")
+    shape = (
+        f"hidden {net.hidden_size} x {net.num_layers} layer, {'bi' if net.bidirectional else 'uni'}directional, "
+        f"{net.pooling} pooling"
+    )
     rows = [
         Row(
             f"4. classifier, batch 1 x {length} steps ({shape}; 1 torch thread)",
@@ -109,7 +113,20 @@ def run(ctx: Context) -> Measurement:
         ),
     ]
     return Measurement(
-        key=KEY, number=4, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
-        settings={"length": length, "batch": batch, "calls_per_repeat": calls, "repeats": repeats,
-                  "torch_threads_default": default_threads, "pack": net.pack, "device": str(ctx.device)},
+        key=KEY,
+        number=4,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
+        settings={
+            "length": length,
+            "batch": batch,
+            "calls_per_repeat": calls,
+            "repeats": repeats,
+            "torch_threads_default": default_threads,
+            "pack": net.pack,
+            "device": str(ctx.device),
+        },
     )

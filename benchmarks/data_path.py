@@ -74,7 +74,17 @@ def run(ctx: Context) -> Measurement:
         )
     ]
     return Measurement(
-        key=KEY, number=6, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
-        settings={"batches": n_batches, "num_workers": workers, "samples": int(cfg.data.generator.n_samples),
-                  "repeats": len(samples["step"])},
+        key=KEY,
+        number=6,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
+        settings={
+            "batches": n_batches,
+            "num_workers": workers,
+            "samples": int(cfg.data.generator.n_samples),
+            "repeats": len(samples["step"]),
+        },
     )

@@ -31,7 +31,12 @@ GOAL = f"Trainer >= {GOAL_RATIO}x hand loop"
 
 def run(ctx: Context) -> Measurement:
     accelerator = "gpu" if ctx.device.type == "cuda" else "cpu"
-    overrides = ["experiment=signal_l50", *data_overrides(ctx), "trainer.max_epochs=1", f"trainer.accelerator={accelerator}"]
+    overrides = [
+        "experiment=signal_l50",
+        *data_overrides(ctx),
+        "trainer.max_epochs=1",
+        f"trainer.accelerator={accelerator}",
+    ]
     cfg = compose_train_config(ctx, overrides)
     runs = count()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -62,7 +67,13 @@ def run(ctx: Context) -> Measurement:
         )
     ]
     return Measurement(
-        key=KEY, number=2, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
+        key=KEY,
+        number=2,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
         settings={"overrides": overrides, "train_batches": batches, "repeats": len(samples["lightning"])},
     )
 

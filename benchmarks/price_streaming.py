@@ -78,8 +78,9 @@ def run(ctx: Context) -> Measurement:
     net = f"hidden {task.net.hidden_size} x {task.net.num_layers} layer"
     rows = [
         Row(
-            f"8. price stream, 1 feed ({len(ticks):,} ticks; buffer {p.features.buffer_size}, step {p.features.step_size}, "
-            f"{p.seq_len} windows of {len(p.features.names)} features, {net}; 1 torch thread, lstmlab-stream's default)",
+            f"8. price stream, 1 feed ({len(ticks):,} ticks; buffer {p.features.buffer_size}, "
+            f"step {p.features.step_size}, {p.seq_len} windows of {len(p.features.names)} features, {net}; "
+            "1 torch thread, lstmlab-stream's default)",
             f"{show(figures['ticks_per_s'])}; per prediction p50 {show(figures['latency_p50_ms'])}, "
             f"p99 **{show(figures['latency_p99_ms'])}**",
             GOAL,
@@ -92,7 +93,19 @@ def run(ctx: Context) -> Measurement:
         ),
     ]
     return Measurement(
-        key=KEY, number=8, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
-        settings={"ticks": len(ticks), "predictions_per_replay": len(latencies["default"][0]), "repeats": repeats,
-                  "features": p.features.to_dict(), "seq_len": p.seq_len, "torch_threads_default": default_threads},
+        key=KEY,
+        number=8,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
+        settings={
+            "ticks": len(ticks),
+            "predictions_per_replay": len(latencies["default"][0]),
+            "repeats": repeats,
+            "features": p.features.to_dict(),
+            "seq_len": p.seq_len,
+            "torch_threads_default": default_threads,
+        },
     )

@@ -51,7 +51,8 @@ def plot_throughput(series: dict, path: Path, machine: dict) -> None:
     ax.set_xlabel("sequence length: time steps per chunk (one optimizer step per chunk)")
     ax.set_ylabel("training throughput (time steps / s)")
     ax.set_title(
-        f"fwd+bwd+Adam, batch {series['batch_size']} - {machine['device_name']} ({machine['device']}, torch {machine['torch']})",
+        f"fwd+bwd+Adam, batch {series['batch_size']} - {machine['device_name']} "
+        f"({machine['device']}, torch {machine['torch']})",
         fontsize="small",
     )
     ax.grid(True, which="both", alpha=0.3)

@@ -58,6 +58,12 @@ def run(ctx: Context) -> Measurement:
         )
     ]
     return Measurement(
-        key=KEY, number=5, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
+        key=KEY,
+        number=5,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
         settings={"commands": {k: " ".join(v) for k, v in commands.items()}, "repeats": len(samples["help"])},
     )

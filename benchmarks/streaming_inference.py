@@ -116,14 +116,26 @@ def run(ctx: Context) -> Measurement:
         ),
         Row(
             f"3. whole {length:,}-step sample: one chunked forward vs step()",
-            f"chunked {show(figures['sample_chunked_steps_per_s'])}; step {show(figures['sample_step_by_step_steps_per_s'])}; "
+            f"chunked {show(figures['sample_chunked_steps_per_s'])}; "
+            f"step {show(figures['sample_step_by_step_steps_per_s'])}; "
             f"chunked is {show(figures['speedup_chunked_vs_step'])} faster",
         ),
     ]
     return Measurement(
-        key=KEY, number=3, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
-        settings={"net": kwargs, "calls_per_block": calls, "repeats": repeats, "sample_steps": length,
-                  "torch_threads": threads},
+        key=KEY,
+        number=3,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
+        settings={
+            "net": kwargs,
+            "calls_per_block": calls,
+            "repeats": repeats,
+            "sample_steps": length,
+            "torch_threads": threads,
+        },
     )
 
 

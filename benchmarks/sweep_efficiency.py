@@ -46,8 +46,15 @@ def run_sweep(ctx: Context, pruner: str) -> dict:
     sweep_dir = ctx.work_dir / f"sweep_{pruner}"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("HYDRA_FULL_ERROR", None)
-    command = [sys.executable, "-m", "lstmlab.train", "-m", *sweep_overrides(ctx),
-               f"hydra.sweeper.pruner={pruner}", f"hydra.sweep.dir={sweep_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "lstmlab.train",
+        "-m",
+        *sweep_overrides(ctx),
+        f"hydra.sweeper.pruner={pruner}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ctx.work_dir, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
@@ -85,8 +92,7 @@ def run(ctx: Context) -> Measurement:
     met = saved >= GOAL_SAVED and worse <= GOAL_BEST
     rows = [
         Row(
-            f"7. {plain['trials']}-trial signal sweep (hparams_search=signal_optuna), "
-            "pruner=none vs median, same seed",
+            f"7. {plain['trials']}-trial signal sweep (hparams_search=signal_optuna), pruner=none vs median, same seed",
             f"epochs {plain['epochs']} vs {pruned['epochs']} ({pruned['pruned']} pruned): **{saved:.0%} saved**; "
             f"best val/loss {plain['best']:.4g} vs {pruned['best']:.4g} (**{worse:+.1%}**); "
             f"wall {show(figures['wall_none_s'])} vs {show(figures['wall_median_s'])}",
@@ -95,6 +101,12 @@ def run(ctx: Context) -> Measurement:
         )
     ]
     return Measurement(
-        key=KEY, number=7, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows,
+        key=KEY,
+        number=7,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
         settings={"overrides": sweep_overrides(ctx), "pruners": list(PRUNERS)},
     )

@@ -55,7 +55,10 @@ def run(ctx: Context) -> Measurement:
     met = figures["ratio_l1_vs_l50"]["median"] >= GOAL_RATIO
 
     series = length_sweep(ctx, datamodule, kwargs, lr)
-    size = f"hidden {kwargs['hidden_size']} x {kwargs['num_layers']} layers, batch {batches[0]['x'].shape[0]}, chunk {batches[0]['x'].shape[1]}"
+    size = (
+        f"hidden {kwargs['hidden_size']} x {kwargs['num_layers']} layers, "
+        f"batch {batches[0]['x'].shape[0]}, chunk {batches[0]['x'].shape[1]}"
+    )
     l1, l50, plain = (figures[f"{k}_steps_per_s"] for k in KINDS)
     rows = [
         Row(
@@ -71,7 +74,14 @@ def run(ctx: Context) -> Measurement:
         ),
     ]
     return Measurement(
-        key=KEY, number=1, title=TITLE, goal=GOAL, met=met, figures=figures, rows=rows, series=series,
+        key=KEY,
+        number=1,
+        title=TITLE,
+        goal=GOAL,
+        met=met,
+        figures=figures,
+        rows=rows,
+        series=series,
         settings={"net": kwargs, "lr": lr, "batches": len(batches), "time_steps_per_repeat": steps, "repeats": repeats},
     )
 
@@ -83,7 +93,12 @@ def length_sweep(ctx: Context, datamodule, kwargs: dict, lr: float) -> dict:
     span_target = ctx.size(1000, 500)
     lengths = [n for n in (QUICK_LENGTHS if ctx.quick else LENGTHS) if n <= min(total, max(50, span_target))]
     repeats = ctx.reps(3, 2)
-    series: dict = {"chunk_len": lengths, "batch_size": batch_size, "repeats": repeats, **{kind: {"median": [], "min": [], "max": []} for kind in KINDS}}
+    series: dict = {
+        "chunk_len": lengths,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        **{kind: {"median": [], "min": [], "max": []} for kind in KINDS},
+    }
     for chunk_len in lengths:
         span = min(total, max(chunk_len, span_target // chunk_len * chunk_len))
         batches = chunked_batches(datamodule, chunk_len, span, batch_size, ctx.device)
@@ -92,7 +107,10 @@ def length_sweep(ctx: Context, datamodule, kwargs: dict, lr: float) -> dict:
         for loop in loops.values():
             loop.run(batches[:1])
         samples = interleaved(
-            {kind: (lambda loop=loop: steps / timed(lambda: loop.run(batches), ctx)) for kind, loop in loops.items()},
+            {
+                kind: (lambda loop=loop, steps=steps, batches=batches: steps / timed(lambda: loop.run(batches), ctx))
+                for kind, loop in loops.items()
+            },
             repeats,
             warmup=False,
         )

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from benchmarks.harness import Context
 
+
 def compose_train_config(ctx: Context, overrides: Sequence[str] = (), run_dir: str | None = None) -> DictConfig:
     """``lstmlab-train``'s composed config with ``overrides``; data cached in ``ctx.data_dir``."""
     from hydra import compose, initialize_config_module
@@ -89,8 +90,16 @@ class PlainLoopLSTM(nn.Module):
     Same gradients as ``StatefulLSTM(tbptt_steps=1)`` (``tests/test_nets.py`` checks that equivalence).
     """
 
-    def __init__(self, input_size: int, output_size: int, hidden_size: int, num_layers: int,
-                 head_hidden: Sequence[int], head_activation: str, **_: object) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_size: int,
+        num_layers: int,
+        head_hidden: Sequence[int],
+        head_activation: str,
+        **_: object,
+    ) -> None:
         super().__init__()
         from lstmlab.nets.heads import make_head
 
@@ -114,8 +123,9 @@ def build_net(kind: str, kwargs: dict, device: torch.device) -> nn.Module:
 
     torch.manual_seed(0)
     if kind == "stateful":  # a stateful head has no dropout: the same net when head_dropout is 0 (sequence.yaml)
-        net = StatefulLSTM(**{k: v for k, v in kwargs.items() if k not in ("tbptt_steps", "head_dropout")},
-                           tbptt_steps=1)
+        net = StatefulLSTM(
+            **{k: v for k, v in kwargs.items() if k not in ("tbptt_steps", "head_dropout")}, tbptt_steps=1
+        )
     elif kind == "sequence":
         net = SequenceLSTM(**{k: v for k, v in kwargs.items() if k != "tbptt_steps"})
     elif kind == "plain_loop":

@@ -12,18 +12,40 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = {
-    "training_throughput": {"stateful_steps_per_s", "sequence_steps_per_s", "plain_loop_steps_per_s", "ratio_l1_vs_l50"},
+    "training_throughput": {
+        "stateful_steps_per_s",
+        "sequence_steps_per_s",
+        "plain_loop_steps_per_s",
+        "ratio_l1_vs_l50",
+    },
     "framework_overhead": {"lightning_epoch_s", "hand_loop_epoch_s", "ratio_lightning_vs_hand_loop"},
-    "streaming_inference": {"latency_p50_ms", "latency_p99_ms", "throughput_1_streams_steps_per_s",
-                            "throughput_64_streams_steps_per_s", "throughput_1024_streams_steps_per_s",
-                            "speedup_chunked_vs_step"},
+    "streaming_inference": {
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "throughput_1_streams_steps_per_s",
+        "throughput_64_streams_steps_per_s",
+        "throughput_1024_streams_steps_per_s",
+        "speedup_chunked_vs_step",
+    },
     "startup_time": {"help_s", "cfg_job_s", "import_hydra_s"},
     "price_streaming": {"ticks_per_s", "latency_p50_ms", "latency_p99_ms", "latency_p99_ms_default_threads"},
     "data_path": {"hdf5_load_ms", "loader_ms_per_batch", "step_ms_per_batch", "loader_pct_of_step"},
-    "classifier_inference": {"latency_p50_ms", "latency_p99_ms", "latency_p50_ms_default_threads",
-                             "batch_256_sequences_per_s", "parameters", "size_mb"},
-    "sweep_efficiency": {"epochs_none", "epochs_median", "best_val_loss_none", "best_val_loss_median",
-                         "epochs_saved", "best_value_change"},
+    "classifier_inference": {
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_p50_ms_default_threads",
+        "batch_256_sequences_per_s",
+        "parameters",
+        "size_mb",
+    },
+    "sweep_efficiency": {
+        "epochs_none",
+        "epochs_median",
+        "best_val_loss_none",
+        "best_val_loss_median",
+        "epochs_saved",
+        "best_value_change",
+    },
 }
 NOT_BUILT: set[str] = set()  # measurements whose subject has not landed
 
@@ -32,9 +54,25 @@ NOT_BUILT: set[str] = set()  # measurements whose subject has not landed
 def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--scale", "0.02", "--repeats", "2",
-         "--out", str(tmp_path / "results"), "--data-dir", str(tmp_path / "data")],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scale",
+            "0.02",
+            "--repeats",
+            "2",
+            "--out",
+            str(tmp_path / "results"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 

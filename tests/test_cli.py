@@ -38,15 +38,22 @@ def test_training_writes_checkpoints_metrics_and_learns(trained_run):
     assert (trained_run / "checkpoints" / "best.ckpt").is_file()
     assert (trained_run / "checkpoints" / "last.ckpt").is_file()
     assert metrics["epochs"] == 3 and metrics["wall_time_s"] > 0
-    assert metrics["val"]["val/loss_best"] == pytest.approx(min(metrics["val"]["val/loss"], metrics["val"]["val/loss_best"]))
+    assert metrics["val"]["val/loss_best"] == pytest.approx(
+        min(metrics["val"]["val/loss"], metrics["val"]["val/loss_best"])
+    )
     # the signals have unit-scale components; an untrained net has R² near 0 or below
     assert metrics["test"]["test/r2"] > 0.2
 
 
 def test_eval_reproduces_the_test_metrics_of_the_run(trained_run, tmp_path):
     ckpt = trained_run / "checkpoints" / "best.ckpt"
-    run_cli("lstmlab.evaluate", f"ckpt_path={ckpt}", "extras.print_config=false", f"hydra.run.dir={tmp_path / 'eval'}",
-            cwd=trained_run.parent)
+    run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={ckpt}",
+        "extras.print_config=false",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=trained_run.parent,
+    )
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
     original = read_metrics(trained_run)["test"]
     assert evaluated.keys() == original.keys()
@@ -119,8 +126,14 @@ def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
     from lstmlab.tasks.signal_regression import SignalRegressionTask
 
     # a tenth: under the one-cycle schedule of signal_l1 the recurrent weights' rate is 0.1x the rest's at every step
-    _, slow = train(tmp_path, "experiment=signal_l1", "model.recurrent_lr_scale=0.1", "trainer.log_every_n_steps=1",
-                    "callbacks.lr_monitor.logging_interval=step", run_dir="slow")
+    _, slow = train(
+        tmp_path,
+        "experiment=signal_l1",
+        "model.recurrent_lr_scale=0.1",
+        "trainer.log_every_n_steps=1",
+        "callbacks.lr_monitor.logging_interval=step",
+        run_dir="slow",
+    )
     others, recurrent = _scalar_series(slow, "lr-Adam/others"), _scalar_series(slow, "lr-Adam/recurrent")
     assert len(others) == len(recurrent) > 2
     assert len(set(others)) > 2  # the schedule moves
@@ -136,8 +149,14 @@ def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
 
 
 def test_overrides_reach_the_run(tmp_path):
-    _, run = train(tmp_path, "model=sequence", "model.hidden_size=6", "model.num_layers=3",
-                   "trainer.max_epochs=1", "trainer.gradient_clip_val=0.5")
+    _, run = train(
+        tmp_path,
+        "model=sequence",
+        "model.hidden_size=6",
+        "model.num_layers=3",
+        "trainer.max_epochs=1",
+        "trainer.gradient_clip_val=0.5",
+    )
     from omegaconf import OmegaConf
 
     saved = OmegaConf.load(run / ".hydra" / "config.yaml")
@@ -149,14 +168,27 @@ def test_overrides_reach_the_run(tmp_path):
 
 def test_multirun_makes_one_run_dir_per_job(tmp_path):
     sweep = tmp_path / "multirun"
-    run_cli("lstmlab.train", "-m", *TINY, "trainer.max_epochs=1", "model.hidden_size=4,8", "model.num_layers=1,2",
-            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    run_cli(
+        "lstmlab.train",
+        "-m",
+        *TINY,
+        "trainer.max_epochs=1",
+        "model.hidden_size=4,8",
+        "model.num_layers=1,2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
     from omegaconf import OmegaConf
 
-    combos = {(OmegaConf.load(j / ".hydra" / "config.yaml").model.hidden_size,
-               OmegaConf.load(j / ".hydra" / "config.yaml").model.num_layers) for j in jobs}
+    combos = {
+        (
+            OmegaConf.load(j / ".hydra" / "config.yaml").model.hidden_size,
+            OmegaConf.load(j / ".hydra" / "config.yaml").model.num_layers,
+        )
+        for j in jobs
+    }
     assert combos == {(4, 1), (4, 2), (8, 1), (8, 2)}
     assert all((j / "metrics.json").is_file() and (j / "checkpoints" / "best.ckpt").is_file() for j in jobs)
 
@@ -180,10 +212,13 @@ def test_fast_help_prints_exactly_hydras_own_help(tmp_path):
 
     def help_text(flag: str, fast: bool) -> str:
         disable = "" if fast else "import lstmlab.help_listing as h; h.list_groups_once = lambda *a, **k: None; "
-        code = f"import sys, runpy; sys.argv = ['lstmlab-train', '{flag}']; {disable}" \
-               "runpy.run_module('lstmlab.train', run_name='__main__')"
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                              check=True).stdout
+        code = (
+            f"import sys, runpy; sys.argv = ['lstmlab-train', '{flag}']; {disable}"
+            "runpy.run_module('lstmlab.train', run_name='__main__')"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+        ).stdout
 
     for flag in ("--help", "--hydra-help"):
         fast = help_text(flag, fast=True)

@@ -13,11 +13,11 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from helpers import build_net, compose_train
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from helpers import build_net, compose_train
 from lstmlab import choices
 from lstmlab.runner import build_task
 from lstmlab.schemas import validate_config
@@ -108,6 +108,8 @@ CHOICES = [
 
 @pytest.mark.parametrize(("model", "choice"), CHOICES, ids=[f"{m}-{k}={v}" for m, c in CHOICES for k, v in c.items()])
 def test_every_choice_builds_its_net(model, choice):
-    sizes = {"seq2seq_attention": {"input_size": 2, "output_size": 1, "hidden_size": 4, "num_heads": 2},
-             "bilstm_classifier": {**SMALL, "input_size": 2, "num_classes": 2}}.get(model, SMALL)
+    sizes = {
+        "seq2seq_attention": {"input_size": 2, "output_size": 1, "hidden_size": 4, "num_heads": 2},
+        "bilstm_classifier": {**SMALL, "input_size": 2, "num_classes": 2},
+    }.get(model, SMALL)
     assert isinstance(build_net(model, **sizes, **choice), nn.Module)

@@ -23,7 +23,10 @@ LONGER = ["data.generator.n_samples=48", "data.generator.duration=4.0", "trainer
 def start_training(tmp_path: Path, run: Path, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "lstmlab.train", *TINY, *LONGER, *overrides, f"hydra.run.dir={run}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 
@@ -99,10 +102,11 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(tmp_path):
 
 
 def test_a_diverging_loss_stops_with_a_clear_message(tmp_path):
-    proc, run = train(tmp_path, "model.optimizer.lr=1e30", "trainer.gradient_clip_val=null", "model.scheduler=null",
-                      check=False)
+    proc, run = train(
+        tmp_path, "model.optimizer.lr=1e30", "trainer.gradient_clip_val=null", "model.scheduler=null", check=False
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
-    line = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    line = [text for text in proc.stderr.splitlines() if text.startswith("error:")]
     assert line and "training loss became" in line[0] and "epoch" in line[0] and "model.optimizer.lr" in line[0]
     assert not (run / "metrics.json").exists()
 
@@ -124,7 +128,9 @@ def test_two_runs_started_together_into_one_run_dir_do_not_mix(tmp_path):
     refused = next(err for code, err in outcomes if code == 2)
     assert f"hydra.run.dir={run}" in refused and "Traceback" not in refused
     assert read_metrics(run)["epochs"] == 4
-    writers = {f.name.split(".")[-2] for f in (run / "tensorboard").glob("events.out.tfevents.*")}  # ...<host>.<pid>.<n>
+    writers = {
+        f.name.split(".")[-2] for f in (run / "tensorboard").glob("events.out.tfevents.*")
+    }  # ...<host>.<pid>.<n>
     assert len(writers) == 1
 
 
@@ -146,8 +152,15 @@ ensure_signals(sys.argv[1], dict(n_samples=int(sys.argv[2]), sampling_rate=1000.
 
 
 def _params(n: int) -> dict:
-    return dict(n_samples=n, sampling_rate=1000.0, duration=10.0, frequencies=[1.0, 3.0, 5.0, 7.0],
-                amplitude_range=[0.5, 1.5], noise_std=0.1, seed=1)
+    return dict(
+        n_samples=n,
+        sampling_rate=1000.0,
+        duration=10.0,
+        frequencies=[1.0, 3.0, 5.0, 7.0],
+        amplitude_range=[0.5, 1.5],
+        noise_std=0.1,
+        seed=1,
+    )
 
 
 def test_killed_generation_leaves_no_valid_looking_file(tmp_path):
@@ -172,5 +185,6 @@ def test_concurrent_generation_gives_one_valid_file(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", GENERATE, str(tmp_path), "60"]) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert [p.name for p in tmp_path.iterdir()] == [cached_signals_path(tmp_path, _params(60)).name]
-    np.testing.assert_array_equal(load_signals(cached_signals_path(tmp_path, _params(60))).targets,
-                                  generate_signals(**_params(60)).targets)
+    np.testing.assert_array_equal(
+        load_signals(cached_signals_path(tmp_path, _params(60))).targets, generate_signals(**_params(60)).targets
+    )

@@ -21,8 +21,9 @@ pytestmark = [
 def test_gpu_trainer_trains_and_the_checkpoint_loads_on_cpu(tmp_path, experiment, precision):
     from lstmlab.tasks.signal_regression import SignalRegressionTask
 
-    _, run = train(tmp_path, f"experiment={experiment}", "trainer=gpu", "trainer.accelerator=gpu",
-                   f"trainer.precision={precision}")  # the last accelerator override wins over the tiny cpu one
+    _, run = train(
+        tmp_path, f"experiment={experiment}", "trainer=gpu", "trainer.accelerator=gpu", f"trainer.precision={precision}"
+    )  # the last accelerator override wins over the tiny cpu one
     metrics = read_metrics(run)
     assert metrics["epochs"] >= 1 and all(torch.isfinite(torch.tensor(v)) for v in metrics["test"].values())
     task = SignalRegressionTask.load_from_checkpoint(run / "checkpoints" / "best.ckpt", map_location="cpu")

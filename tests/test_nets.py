@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import build_net
 
+from helpers import build_net
 from lstmlab.nets.sequence import SequenceLSTM
 from lstmlab.nets.stateful import StatefulLSTM
 from lstmlab.tasks.base import detach_state
@@ -139,8 +139,14 @@ def cell_states(layer: torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
 def test_oscillator_init_rotates_each_pair_at_its_period_and_decays(net_class):
     torch.manual_seed(0)
     periods, decay = [10.0, 80.0], 50.0
-    net = build_net(MODEL_OF[net_class], hidden_size=8, num_layers=2, init="oscillators", init_periods=periods,
-                    init_decay_steps=decay)
+    net = build_net(
+        MODEL_OF[net_class],
+        hidden_size=8,
+        num_layers=2,
+        init="oscillators",
+        init_periods=periods,
+        init_decay_steps=decay,
+    )
     first = net.layers[0] if net_class is StatefulLSTM else net.rnn
     x = torch.zeros(1, 120, 5)
     x[0, 0] = torch.tensor([0.5, 1.0, 0.0, 0.0, 0.0])  # an impulse, then silence: the layer's own dynamics
@@ -150,8 +156,12 @@ def test_oscillator_init_rotates_each_pair_at_its_period_and_decays(net_class):
     advance = z[11:] / z[10:-1]  # per step, after the impulse
     expected = torch.tensor([10.0, 20.0, 40.0, 80.0], dtype=torch.float64)  # log-spaced over [10, 80]
     torch.testing.assert_close(advance.angle().mean(0), 2 * torch.pi / expected, rtol=1e-3, atol=0)
-    torch.testing.assert_close(advance.abs().mean(0), torch.full((4,), torch.exp(torch.tensor(-1 / decay)).item(),
-                               dtype=torch.float64), rtol=1e-3, atol=0)
+    torch.testing.assert_close(
+        advance.abs().mean(0),
+        torch.full((4,), torch.exp(torch.tensor(-1 / decay)).item(), dtype=torch.float64),
+        rtol=1e-3,
+        atol=0,
+    )
     # a filter bank, not a random recurrence: a unit's amplitude stays within tanh's near-linear range
     assert c.abs().max() < 0.2
 
@@ -172,8 +182,9 @@ def test_oscillator_init_is_an_lstm_first_layer_only():
 @pytest.mark.parametrize("net_class", [StatefulLSTM, SequenceLSTM])
 def test_frozen_cell_dynamics_train_only_the_output_gate_of_the_first_layer(net_class):
     torch.manual_seed(2)
-    net = build_net(MODEL_OF[net_class], hidden_size=8, num_layers=2, init="oscillators", freeze_cell_dynamics=True,
-                    head_hidden=[4])
+    net = build_net(
+        MODEL_OF[net_class], hidden_size=8, num_layers=2, init="oscillators", freeze_cell_dynamics=True, head_hidden=[4]
+    )
     first = net.layers[0] if net_class is StatefulLSTM else net.rnn
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.05)
@@ -182,8 +193,10 @@ def test_frozen_cell_dynamics_train_only_the_output_gate_of_the_first_layer(net_
         optimizer.zero_grad()
         ((net(x)[0] - y) ** 2).mean().backward()
         optimizer.step()
-    changed = {name: (p.detach() - before[name]).abs().amax(dim=-1) if p.dim() > 1 else (p.detach() - before[name]).abs()
-               for name, p in net.named_parameters()}
+    changed = {
+        name: (p.detach() - before[name]).abs().amax(dim=-1) if p.dim() > 1 else (p.detach() - before[name]).abs()
+        for name, p in net.named_parameters()
+    }
     rows = slice(0, 24)  # input, forget and candidate gates of 8 units
     prefix = "layers.0." if net_class is StatefulLSTM else "rnn."
     assert changed[f"{prefix}weight_hh_l0"].amax() == 0 and changed[f"{prefix}bias_hh_l0"].amax() == 0
@@ -220,8 +233,9 @@ def test_untrained_oscillator_bank_holds_each_frequency_for_a_linear_readout():
 
     data = generate_signals(n_samples=40, sampling_rate=1000.0, duration=10.0)
     torch.manual_seed(3)
-    bank = build_net("stateful", hidden_size=64, num_layers=1, init="oscillators", init_periods=[40, 2000],
-                     init_decay_steps=500)
+    bank = build_net(
+        "stateful", hidden_size=64, num_layers=1, init="oscillators", init_periods=[40, 2000], init_decay_steps=500
+    )
     random = build_net("stateful", hidden_size=64, num_layers=1, init="xavier_orthogonal")
     assert min(readout_r2(bank.layers[0], data)) > 0.95
     assert sum(readout_r2(random.layers[0], data)) / 4 < 0.7

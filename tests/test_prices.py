@@ -52,8 +52,17 @@ def test_features_of_a_cycle_with_extras_by_hand():
     slopes = np.array([-1.0, -0.5, 0.5, 0.5, -0.5, -0.5, 0.0])
     # rfft: |X_0| = 80, |X_2| = 4, the others 0; price-valued features divided by the last close (10)
     log_returns = np.log(close[1:] / close[:-1])
-    expected = [9.5 / 10 - 1, 0.0, slopes.std() / 10, 2, 4 / 10, (80 + 4) / 5 / 10,
-                math.log(10 / 10), log_returns.std(), math.log1p((7 + 9) / 2)]  # close 2 ticks back is 10 too
+    expected = [
+        9.5 / 10 - 1,
+        0.0,
+        slopes.std() / 10,
+        2,
+        4 / 10,
+        (80 + 4) / 5 / 10,
+        math.log(10 / 10),
+        log_returns.std(),
+        math.log1p((7 + 9) / 2),
+    ]  # close 2 ticks back is 10 too
     np.testing.assert_allclose(window_features(close, volume, s), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -72,8 +81,14 @@ def test_offline_features_equal_streamed_features_bit_for_bit(tmp_path):
 
 @pytest.mark.parametrize("target", ["return", "direction"])
 def test_targets_and_baselines_on_the_same_windows(tmp_path, target):
-    dm = build_datamodule("prices", data_dir=str(tmp_path), generator={"n_steps": 800}, target=target, seq_len=4,
-                          features={"buffer_size": 32, "step_size": 4, "ma_window": 5})
+    dm = build_datamodule(
+        "prices",
+        data_dir=str(tmp_path),
+        generator={"n_steps": 800},
+        target=target,
+        seq_len=4,
+        features={"buffer_size": 32, "step_size": 4, "ma_window": 5},
+    )
     dm.prepare_data()
     dm.setup()
     close = dm.series.close
@@ -153,7 +168,11 @@ def test_stream_over_stdin_emits_the_offline_features(price_run, tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "lstmlab.stream", f"ckpt_path={ckpt}", "source=-", "emit_features=true"],
-        input=path.read_text(), capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        input=path.read_text(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -176,8 +195,14 @@ def test_stateful_model_streams_with_step_as_it_reads_the_series_offline(tmp_pat
     """experiment=price_forecast_stateful through the CLI; its stream carries (h, c) with step(), one forecast
     per window from the first, equal to one forward of the net over the same windows."""
     run = tmp_path / "run"
-    run_cli("lstmlab.train", *TINY_PRICES, "experiment=price_forecast_stateful", "trainer.max_epochs=1",
-            f"hydra.run.dir={run}", cwd=tmp_path)
+    run_cli(
+        "lstmlab.train",
+        *TINY_PRICES,
+        "experiment=price_forecast_stateful",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert {"test/mse", "test/persistence_mse", "test/direction_acc"} <= set(read_metrics(run)["test"])
     task = load_task(run / "checkpoints" / "best.ckpt")
     p = task.pipeline
@@ -197,7 +222,10 @@ def test_stateful_model_streams_with_step_as_it_reads_the_series_offline(tmp_pat
     ("lines", "message"),
     [
         (["Date,Open,Price,Volume", "2000-01-01,1,2,3"], "missing column(s) close='Close'"),
-        (["Date,Close,Volume", "2000-01-01,1.5,10", "2000-01-02,n/a,10"], "line 3: column 'Close' holds 'n/a', not a number"),
+        (
+            ["Date,Close,Volume", "2000-01-01,1.5,10", "2000-01-02,n/a,10"],
+            "line 3: column 'Close' holds 'n/a', not a number",
+        ),
         (["Date,Close,Volume", "2000-01-02,1.5,10", "2000-01-01,1.6,10"], "line 3: date '2000-01-01' is not after"),
         (["Date,Close,Volume", "2000-01-01,-1.5,10"], "line 2: column 'Close' holds -1.5; prices must be > 0"),
     ],
@@ -212,16 +240,25 @@ def test_bad_csv_files_are_refused_naming_the_line(tmp_path, lines, message):
 
 
 def test_buffer_shorter_than_the_feature_window_is_refused():
-    with pytest.raises(ConfigError, match="data.features.buffer_size must be longer than the feature window ma_window=10 .*got 8"):
+    with pytest.raises(
+        ConfigError, match="data.features.buffer_size must be longer than the feature window ma_window=10 .*got 8"
+    ):
         FeatureSettings(buffer_size=8, ma_window=10)
 
 
 @pytest.mark.parametrize(
     ("module", "overrides", "message"),
     [
-        ("lstmlab.train", ["data.path={csv}"], "line 3: date '2000-01-01' is not after the previous row's '2000-01-02'"),
-        ("lstmlab.stream", ["ckpt_path={ckpt}", "source={csv}", "features.buffer_size=64"],
-         "features.buffer_size=64 but the checkpoint"),
+        (
+            "lstmlab.train",
+            ["data.path={csv}"],
+            "line 3: date '2000-01-01' is not after the previous row's '2000-01-02'",
+        ),
+        (
+            "lstmlab.stream",
+            ["ckpt_path={ckpt}", "source={csv}", "features.buffer_size=64"],
+            "features.buffer_size=64 but the checkpoint",
+        ),
     ],
     ids=["train_unsorted_csv", "stream_features_differ"],
 )

@@ -69,8 +69,17 @@ def test_joblib_launcher_runs_the_sweeps_trials_two_at_a_time(tmp_path):
     from optuna.trial import TrialState
 
     sweep = tmp_path / "sweep"
-    run_cli("lstmlab.train", "-m", *SMALL_SWEEP, "hydra.sweeper.n_trials=4", "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    run_cli(
+        "lstmlab.train",
+        "-m",
+        *SMALL_SWEEP,
+        "hydra.sweeper.n_trials=4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     trials = optuna.load_study(study_name="signal", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert sorted(int(p.parent.parent.name) for p in sweep.glob("*/.hydra/config.yaml")) == [0, 1, 2, 3]
@@ -88,10 +97,18 @@ def test_slurm_launcher_asks_for_the_trainers_devices_and_nodes():
 
     register_schemas()
     with initialize_config_module(config_module="lstmlab.conf", version_base="1.3"):
-        cfg = compose(config_name="train", return_hydra_config=True, overrides=[
-            "experiment=steel_defect", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-            "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-        ])
+        cfg = compose(
+            config_name="train",
+            return_hydra_config=True,
+            overrides=[
+                "experiment=steel_defect",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+            ],
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)

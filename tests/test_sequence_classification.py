@@ -14,16 +14,34 @@ from lstmlab.data.splits import stratified_split
 from lstmlab.errors import DataFileError
 
 BAD_FILES = {
-    "label_above_k": (dict(labels=lambda a: with_value(a, 4, 3)), "dataset 'labels' holds 1 values outside [0, 2] (first: labels[4] = 3)"),
+    "label_above_k": (
+        dict(labels=lambda a: with_value(a, 4, 3)),
+        "dataset 'labels' holds 1 values outside [0, 2] (first: labels[4] = 3)",
+    ),
     "label_negative": (dict(labels=lambda a: with_value(a, 7, -1)), "(first: labels[7] = -1)"),
-    "length_zero": (dict(lengths=lambda a: with_value(a, 2, 0)), "dataset 'lengths' holds 1 values outside [1, 12] (first: lengths[2] = 0)"),
-    "length_above_t_max": (dict(lengths=lambda a: with_value(a, 5, 13)), "(first: lengths[5] = 13); expected 1 <= length <= T_max = 12"),
-    "nan_in_sequence": (dict(sequences=lambda a: with_value(a, (3, 1, 2), np.nan)), "holds 1 NaN/Inf values (first at index [3, 1, 2])"),
+    "length_zero": (
+        dict(lengths=lambda a: with_value(a, 2, 0)),
+        "dataset 'lengths' holds 1 values outside [1, 12] (first: lengths[2] = 0)",
+    ),
+    "length_above_t_max": (
+        dict(lengths=lambda a: with_value(a, 5, 13)),
+        "(first: lengths[5] = 13); expected 1 <= length <= T_max = 12",
+    ),
+    "nan_in_sequence": (
+        dict(sequences=lambda a: with_value(a, (3, 1, 2), np.nan)),
+        "holds 1 NaN/Inf values (first at index [3, 1, 2])",
+    ),
     "inf_in_sequence": (dict(sequences=lambda a: with_value(a, (9, 0, 0), np.inf)), "(first at index [9, 0, 0])"),
     "missing_labels": (dict(labels=lambda a: None), "dataset 'labels' is missing"),
     "labels_wrong_count": (dict(labels=lambda a: a[:-1]), "dataset 'labels' has 29 entries; 'sequences' has N=30"),
-    "channel_names_mismatch": (dict(attrs=lambda a: {**a, "channel_names": ["a", "b"]}), "channel_names lists 2 names; 'sequences' has C=3"),
-    "split_code_unknown": (dict(split=lambda a: np.full(30, 3, np.uint8)), "dataset 'split' holds 30 values outside [0, 2]"),
+    "channel_names_mismatch": (
+        dict(attrs=lambda a: {**a, "channel_names": ["a", "b"]}),
+        "channel_names lists 2 names; 'sequences' has C=3",
+    ),
+    "split_code_unknown": (
+        dict(split=lambda a: np.full(30, 3, np.uint8)),
+        "dataset 'split' holds 30 values outside [0, 2]",
+    ),
 }
 
 
@@ -38,8 +56,11 @@ def test_loader_rejects_each_bad_input_naming_it(tmp_path, case):
 
 
 def test_loader_ignores_padding_even_nan(tmp_path):
-    path = write_user_file(tmp_path / "user.h5", sequences=lambda a: with_value(a, (0, 11, 0), np.nan),
-                           lengths=lambda a: with_value(a, 0, 5))
+    path = write_user_file(
+        tmp_path / "user.h5",
+        sequences=lambda a: with_value(a, (0, 11, 0), np.nan),
+        lengths=lambda a: with_value(a, 0, 5),
+    )
     data = load_sequences(path)
     assert data.num_classes == 3 and data.num_channels == 3
     assert data.class_names == ["c0", "c1", "c2"] and data.channel_names == ["channel_0", "channel_1", "channel_2"]
@@ -48,8 +69,11 @@ def test_loader_ignores_padding_even_nan(tmp_path):
 
 def test_single_class_in_the_train_split_is_refused(tmp_path):
     # the file's own split puts only class 0 into train
-    path = write_user_file(tmp_path / "user.h5", classes=2,
-                           split=lambda _: np.where(np.arange(30) % 2 == 0, 0, np.where(np.arange(30) % 3 == 0, 1, 2)).astype(np.uint8))
+    path = write_user_file(
+        tmp_path / "user.h5",
+        classes=2,
+        split=lambda _: np.where(np.arange(30) % 2 == 0, 0, np.where(np.arange(30) % 3 == 0, 1, 2)).astype(np.uint8),
+    )
     datamodule = build_datamodule("casting", path=str(path), data_dir=str(tmp_path))
     with pytest.raises(DataFileError, match=r"the train split holds a single class \(0, 'c0'\)"):
         datamodule.setup("fit")
@@ -106,8 +130,9 @@ NETS = {
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_padding_never_changes_the_logits(name):
     torch.manual_seed(0)
-    net = build_net("bilstm_classifier", input_size=3, num_classes=3, hidden_size=8, num_layers=2, hidden_dims=[6],
-                    **NETS[name]).eval()
+    net = build_net(
+        "bilstm_classifier", input_size=3, num_classes=3, hidden_size=8, num_layers=2, hidden_dims=[6], **NETS[name]
+    ).eval()
     x = torch.randn(2, 9, 3)
     lengths = torch.tensor([9, 5])
     with torch.no_grad():
@@ -123,8 +148,9 @@ def test_padding_never_changes_the_logits(name):
 
 def test_attention_weights_sum_to_one_over_valid_steps_only():
     torch.manual_seed(0)
-    net = build_net("bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=1,
-                    pooling="attention").eval()
+    net = build_net(
+        "bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=1, pooling="attention"
+    ).eval()
     lengths = torch.tensor([7, 3, 1])
     net(torch.randn(3, 7, 2), lengths)
     weights = net.attention_weights
@@ -137,15 +163,23 @@ def test_attention_weights_sum_to_one_over_valid_steps_only():
 
 def test_freeze_stops_the_named_parts_from_learning():
     torch.manual_seed(0)
-    net = build_net("bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=2, norm="batchnorm",
-                    freeze=["lstm", "attention"])
+    net = build_net(
+        "bilstm_classifier",
+        input_size=2,
+        num_classes=2,
+        hidden_size=4,
+        num_layers=2,
+        norm="batchnorm",
+        freeze=["lstm", "attention"],
+    )
     frozen = {k: v.clone() for k, v in net.named_parameters() if k.startswith(("lstm.", "attention."))}
     head = {k: v.clone() for k, v in net.named_parameters() if k.startswith("head.")}
     assert frozen and all(not p.requires_grad for k, p in net.named_parameters() if k in frozen)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)  # even given all parameters
     for _ in range(2):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.randn(4, 6, 2), torch.tensor([6, 4, 2, 1])),
-                                                                    torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            net(torch.randn(4, 6, 2), torch.tensor([6, 4, 2, 1])), torch.tensor([0.0, 1.0, 0.0, 1.0])
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -23,7 +23,9 @@ from lstmlab.schemas import Seq2SeqNetSchema
 from lstmlab.tasks.seq2seq_forecast import last_value, seasonal_naive, teacher_forcing_ratio
 
 
-def write_csv(path: Path, steps: int = 100, rows: list[list[str]] | None = None, header: str = "date,load,temp,flag") -> Path:
+def write_csv(
+    path: Path, steps: int = 100, rows: list[list[str]] | None = None, header: str = "date,load,temp,flag"
+) -> Path:
     """Hourly rows: load and temp seasonal, flag a text column."""
     if rows is None:
         start = dt.datetime(2024, 1, 1)
@@ -36,8 +38,17 @@ def write_csv(path: Path, steps: int = 100, rows: list[list[str]] | None = None,
 
 
 def datamodule(path: Path, **kwargs) -> SeriesDataModule:
-    settings = dict(path=str(path), data_dir=str(path.parent), time_column="date", targets=["load"], input_len=8,
-                    horizon=4, stride=2, season_length=6, split_fractions=[0.6, 0.2, 0.2])
+    settings = dict(
+        path=str(path),
+        data_dir=str(path.parent),
+        time_column="date",
+        targets=["load"],
+        input_len=8,
+        horizon=4,
+        stride=2,
+        season_length=6,
+        split_fractions=[0.6, 0.2, 0.2],
+    )
     dm = build_datamodule("series", **(settings | kwargs))
     dm.setup("fit")
     return dm
@@ -61,8 +72,9 @@ def test_windows_stay_inside_their_split_with_exact_counts(tmp_path):
 
 
 def test_split_by_dates(tmp_path):
-    dm = datamodule(write_csv(tmp_path / "s.csv"), split_fractions=None,
-                    split_dates=["2024-01-03T10:00:00", "2024-01-04"])
+    dm = datamodule(
+        write_csv(tmp_path / "s.csv"), split_fractions=None, split_dates=["2024-01-03T10:00:00", "2024-01-04"]
+    )
     assert dm.bounds == [0, 58, 72, 100]
 
 
@@ -72,7 +84,9 @@ def test_scaler_is_fitted_on_train_only(tmp_path):
     lines = path.read_text().splitlines()
     # change every val/test value (rows of steps 60..99): the scaler and MASE scale must not move
     changed = [line.replace(",1", ",9") if i > 60 else line for i, line in enumerate(lines)]
-    after = datamodule(write_csv(tmp_path / "t.csv", header="\n".join(changed[:1]), rows=[l.split(",") for l in changed[1:]]))
+    after = datamodule(
+        write_csv(tmp_path / "t.csv", header="\n".join(changed[:1]), rows=[row.split(",") for row in changed[1:]])
+    )
     assert not torch.equal(before.splits["test"].values, after.splits["test"].values)
     train = load_series(path, ["load"], time_column="date").values[0, :60, 0].astype(np.float64)
     np.testing.assert_allclose(after.scaler_mean, [train.mean()], rtol=1e-6)
@@ -88,19 +102,38 @@ def test_hdf5_series_and_forward_fill(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_dataset("series", data=values)
         f.attrs["column_names"] = ["a", "b", "c"]
-    with pytest.raises(DataFileError, match=r"1 missing values, the first in column 'c', series 1, step 5.*data.missing=ffill"):
+    with pytest.raises(
+        DataFileError, match=r"1 missing values, the first in column 'c', series 1, step 5.*data.missing=ffill"
+    ):
         load_series(path, ["c"], ["a"])
     data = load_series(path, ["c"], ["a"], missing="ffill")
     assert data.columns == ["c", "a"] and data.values.shape == (2, 40, 2)
     assert data.values[1, 5, 0] == values[1, 4, 2]
-    dm = build_datamodule("series", path=str(path), data_dir=str(tmp_path), targets=["c"], missing="ffill",
-                          input_len=4, horizon=2, stride=1, season_length=2, split_fractions=[0.5, 0.25, 0.25])
+    dm = build_datamodule(
+        "series",
+        path=str(path),
+        data_dir=str(tmp_path),
+        targets=["c"],
+        missing="ffill",
+        input_len=4,
+        horizon=2,
+        stride=1,
+        season_length=2,
+        split_fractions=[0.5, 0.25, 0.25],
+    )
     dm.setup("fit")
     assert len(dm.splits["train"]) == 2 * (20 - 6 + 1)  # two series, each cut at the same steps
 
 
 def test_generated_series_is_deterministic_and_cached(tmp_path):
-    params = {"n_steps": 300, "periods": [24.0, 168.0], "amplitudes": [1.0, 0.8], "trend": 0.5, "noise_std": 0.1, "seed": 3}
+    params = {
+        "n_steps": 300,
+        "periods": [24.0, 168.0],
+        "amplitudes": [1.0, 0.8],
+        "trend": 0.5,
+        "noise_std": 0.1,
+        "seed": 3,
+    }
     dm = build_datamodule("series", data_dir=str(tmp_path), generator=params)
     path = Path(dm.file_path)
     first = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -125,7 +158,9 @@ def test_attention_weights_shape_and_rows_sum_to_one():
 
 
 def test_heads_must_divide_the_attention_dimension():
-    with pytest.raises(ConfigError, match=r"num_heads=3 does not divide the attention dimension model.net.hidden_size=8"):
+    with pytest.raises(
+        ConfigError, match=r"num_heads=3 does not divide the attention dimension model.net.hidden_size=8"
+    ):
         small_net(num_heads=3)
     # the composed config is refused before any work, naming the key
     problems = dict(Seq2SeqNetSchema(hidden_size=8, num_heads=3).problems())
@@ -169,7 +204,11 @@ def test_teacher_forcing_schedules():
 
     assert ratio_at(3, ratio=0.7, schedule="constant") == 0.7
     assert [ratio_at(e, ratio=1.0, schedule="linear", end_ratio=0.0, decay_epochs=4) for e in (0, 2, 4, 9)] == [
-        1.0, 0.5, 0.0, 0.0]
+        1.0,
+        0.5,
+        0.0,
+        0.0,
+    ]
     decay = [ratio_at(e, ratio=1.0, schedule="inverse_sigmoid", k=2.0) for e in range(5)]
     assert decay[0] == pytest.approx(2 / 3) and all(a > b for a, b in zip(decay, decay[1:]))
     with pytest.raises(ConfigError, match="schedule"):
@@ -190,13 +229,23 @@ def _rows_with(step: int, column: int, text: str) -> list[list[str]]:
 
 
 BAD_FILES = [
-    ("misspelled_column", dict(targets=["laod"]), None, r"no column 'laod' \(did you mean 'load'\?\); available columns: \['date', 'load', 'temp', 'flag'\]"),
+    (
+        "misspelled_column",
+        dict(targets=["laod"]),
+        None,
+        r"no column 'laod' \(did you mean 'load'\?\); available columns: \['date', 'load', 'temp', 'flag'\]",
+    ),
     ("non_numeric_column", dict(targets=["flag"]), None, r"row 2: column 'flag' holds 'x', not a number"),
     ("duplicated_time", {}, _rows_with(10, 0, "9"), r"duplicated time stamp 9.0 at rows 11 and 12"),
     ("unsorted_time", {}, _rows_with(10, 0, "3"), r"not increasing: row 12 \(3.0\) comes after 9.0; sort the file"),
     ("bad_time", {}, _rows_with(10, 0, "noon"), r"row 12: time stamp 'noon' is neither"),
     ("nan_error_policy", {}, _rows_with(30, 1, "NaN"), r"1 missing values, the first in column 'load'.*CSV row 32"),
-    ("too_short_per_split", dict(input_len=30), None, r"the val split has 20 steps, fewer than data.input_len \+ data.horizon = 34"),
+    (
+        "too_short_per_split",
+        dict(input_len=30),
+        None,
+        r"the val split has 20 steps, fewer than data.input_len \+ data.horizon = 34",
+    ),
 ]
 
 
@@ -242,10 +291,17 @@ def test_checkpoint_alone_rebuilds_the_forecaster(series_run, tmp_path):
     with torch.no_grad():
         forecast, attention = task(history, return_attention=True)
     assert forecast.shape == (1, 4, 2) and attention.shape == (1, 4, 2, 12)
-    proc = run_cli("lstmlab.evaluate", f"ckpt_path={series_run / 'checkpoints' / 'best.ckpt'}",
-                   f"hydra.run.dir={tmp_path / 'eval'}", "extras.print_config=false", cwd=tmp_path)
+    proc = run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={series_run / 'checkpoints' / 'best.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "extras.print_config=false",
+        cwd=tmp_path,
+    )
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
-    assert evaluated["test/mase"] == pytest.approx(read_metrics(series_run)["test"]["test/mase"], rel=1e-5), proc.stderr[-2000:]
+    assert evaluated["test/mase"] == pytest.approx(read_metrics(series_run)["test"]["test/mase"], rel=1e-5), (
+        proc.stderr[-2000:]
+    )
 
 
 def test_forecast_and_attention_figures_are_in_the_event_files(series_run):
@@ -262,8 +318,18 @@ def test_forecast_and_attention_figures_are_in_the_event_files(series_run):
 def test_cli_bad_input_exits_with_one_clear_line(tmp_path):
     csv_path = write_csv(tmp_path / "my.csv", steps=160)
     before = csv_path.read_bytes()
-    proc = run_cli("lstmlab.train", *TINY_CSV, f"data.path={csv_path}", "data.targets=[lod]",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "lstmlab.train",
+        *TINY_CSV,
+        f"data.path={csv_path}",
+        "data.targets=[lod]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
-    assert "no column 'lod' (did you mean 'load'?); available columns: ['date', 'load', 'temp', 'flag']" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "no column 'lod' (did you mean 'load'?); available columns: ['date', 'load', 'temp', 'flag']" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     assert csv_path.read_bytes() == before

@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 
 from helpers import build_datamodule
-from lstmlab.data.splits import split_samples
 from lstmlab.data.signals import cached_signals_path, ensure_signals, generate_signals, load_signals, write_signals
+from lstmlab.data.splits import split_samples
 from lstmlab.errors import ConfigError, DataFileError
 
-SMALL = dict(n_samples=6, sampling_rate=50.0, duration=2.0, frequencies=[1.0, 3.0, 5.0, 7.0],
-             amplitude_range=[0.5, 1.5], noise_std=0.1, seed=7)
+SMALL = dict(
+    n_samples=6,
+    sampling_rate=50.0,
+    duration=2.0,
+    frequencies=[1.0, 3.0, 5.0, 7.0],
+    amplitude_range=[0.5, 1.5],
+    noise_std=0.1,
+    seed=7,
+)
 
 
 def test_generator_is_deterministic_and_seed_dependent():
@@ -89,8 +96,14 @@ def _user_file(path, **datasets):
     "datasets, message",
     [
         (dict(mixed_signal=np.zeros((4, 10)), frequencies=np.ones(2)), "dataset 'targets' is missing"),
-        (dict(mixed_signal=np.zeros((4, 10)), targets=np.zeros((4, 2, 9)), frequencies=np.ones(2)), "expected [N, K, T]"),
-        (dict(mixed_signal=np.zeros(10), targets=np.zeros((4, 2, 10)), frequencies=np.ones(2)), "expected 2 dimensions"),
+        (
+            dict(mixed_signal=np.zeros((4, 10)), targets=np.zeros((4, 2, 9)), frequencies=np.ones(2)),
+            "expected [N, K, T]",
+        ),
+        (
+            dict(mixed_signal=np.zeros(10), targets=np.zeros((4, 2, 10)), frequencies=np.ones(2)),
+            "expected 2 dimensions",
+        ),
         (dict(mixed_signal=np.full((4, 10), np.nan), targets=np.zeros((4, 2, 10)), frequencies=np.ones(2)), "NaN/Inf"),
     ],
 )
@@ -134,7 +147,10 @@ def test_training_batches_come_chunk_by_chunk_with_inputs_and_targets(tmp_path):
         np.testing.assert_array_equal(y.numpy(), data.targets[sample, k, 30:60])
     # every train example appears exactly once per epoch; order changes between epochs
     sampler = dm.train_dataloader().sampler
-    groups = lambda: [key[0] for key in sampler if key[1] == 0]
+
+    def groups():
+        return [key[0] for key in sampler if key[1] == 0]
+
     first_epoch = groups()
     assert sorted(i for g in first_epoch for i in g) == list(range(16))
     sampler.set_epoch(1)

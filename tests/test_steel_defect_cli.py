@@ -12,8 +12,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import TINY_CLASSIFIER, read_metrics, run_cli, with_value, write_user_file
 
 CLASSIFICATION_METRICS = {"test/auroc", "test/aupr", "test/accuracy", "test/f1", "test/loss"}
-PERFORMANCE = {"test/latency_p50_ms", "test/latency_p99_ms", "test/throughput_seq_per_s", "test/peak_memory_mb",
-               "test/num_parameters", "test/model_size_mb"}
+PERFORMANCE = {
+    "test/latency_p50_ms",
+    "test/latency_p99_ms",
+    "test/throughput_seq_per_s",
+    "test/peak_memory_mb",
+    "test/num_parameters",
+    "test/model_size_mb",
+}
 
 
 def train_classifier(tmp_path, *overrides, run_dir="run", **kwargs):
@@ -33,15 +39,25 @@ def classifier_run(tmp_path_factory):
 def test_binary_fast_dev_run_logs_metrics_baseline_and_performance(tmp_path):
     proc, run = train_classifier(tmp_path, "debug=fast")
     test = read_metrics(run)["test"]
-    assert CLASSIFICATION_METRICS | PERFORMANCE | {"test/threshold", "test/baseline_auroc", "test/baseline_aupr"} <= set(test)
+    assert CLASSIFICATION_METRICS | PERFORMANCE | {
+        "test/threshold",
+        "test/baseline_auroc",
+        "test/baseline_aupr",
+    } <= set(test)
     assert "| auroc |" in proc.stdout and "| latency_p50_ms |" in proc.stdout
     assert "| auroc |" in (run / "performance.md").read_text()
 
 
 def test_three_classes_from_a_user_file_through_the_cli(tmp_path):
     user = write_user_file(tmp_path / "three.h5", n=60, t_max=15, channels=4, classes=3)
-    _, run = train_classifier(tmp_path, "debug=fast", f"data.path={user}", "model=bilstm_classifier/deep",
-                              "model.net.hidden_size=4", "model.net.hidden_dims=[4]")
+    _, run = train_classifier(
+        tmp_path,
+        "debug=fast",
+        f"data.path={user}",
+        "model=bilstm_classifier/deep",
+        "model.net.hidden_size=4",
+        "model.net.hidden_dims=[4]",
+    )
     test = read_metrics(run)["test"]
     assert CLASSIFICATION_METRICS <= set(test) and "test/threshold" not in test  # argmax, no threshold
     assert 0.0 <= test["test/auroc"] <= 1.0 and "test/baseline_auroc" in test
@@ -50,7 +66,9 @@ def test_three_classes_from_a_user_file_through_the_cli(tmp_path):
 def test_checkpoint_rebuilds_net_sizes_and_normalisation(classifier_run):
     from lstmlab.tasks.classification import SequenceClassificationTask
 
-    task = SequenceClassificationTask.load_from_checkpoint(classifier_run / "checkpoints" / "best.ckpt", map_location="cpu")
+    task = SequenceClassificationTask.load_from_checkpoint(
+        classifier_run / "checkpoints" / "best.ckpt", map_location="cpu"
+    )
     assert task.net.input_size == 5 and task.net.num_classes == 2 and task.net.bidirectional
     assert bool(task.normaliser_fitted)
     assert task.input_mean[4] > 100  # cooling water flow in l/min: the raw scale, saved from the train split
@@ -60,8 +78,13 @@ def test_checkpoint_rebuilds_net_sizes_and_normalisation(classifier_run):
 
 
 def test_eval_reproduces_the_test_metrics_and_the_performance_table(classifier_run, tmp_path):
-    proc = run_cli("lstmlab.evaluate", f"ckpt_path={classifier_run / 'checkpoints' / 'best.ckpt'}", "extras.print_config=false",
-            f"hydra.run.dir={tmp_path / 'eval'}", cwd=classifier_run.parent)
+    proc = run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={classifier_run / 'checkpoints' / 'best.ckpt'}",
+        "extras.print_config=false",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=classifier_run.parent,
+    )
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
     original = read_metrics(classifier_run)["test"]
     for key in sorted(CLASSIFICATION_METRICS | {"test/threshold", "test/baseline_auroc"}):
@@ -77,7 +100,14 @@ def test_tensorboard_holds_the_figures(classifier_run):
         images |= set(acc.Tags()["images"])
         scalars |= set(acc.Tags()["scalars"])
     assert {"test/roc_pr", "test/confusion_matrix", "test/attention"} <= images
-    assert {"val/auroc", "val/auroc_best", "val/aupr", "test/auroc", "test/baseline_auroc", "train/loss_epoch"} <= scalars
+    assert {
+        "val/auroc",
+        "val/auroc_best",
+        "val/aupr",
+        "test/auroc",
+        "test/baseline_auroc",
+        "train/loss_epoch",
+    } <= scalars
 
 
 # (id, entry point, overrides, bad file edits or None, what stderr must name)

@@ -36,8 +36,16 @@ SEARCHED = {"model.hidden_size", "model.num_layers", "model.optimizer.lr"}
 
 
 def sweep_cli(sweep: Path, *overrides: str, check: bool = True):
-    return run_cli("lstmlab.train", "-m", *SMALL_SWEEP, *overrides, f"hydra.sweep.dir={sweep}",
-                   cwd=sweep.parent, check=check, env=ENV)
+    return run_cli(
+        "lstmlab.train",
+        "-m",
+        *SMALL_SWEEP,
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+        cwd=sweep.parent,
+        check=check,
+        env=ENV,
+    )
 
 
 def load(sweep: Path, name: str = "signal") -> optuna.Study:
@@ -125,8 +133,9 @@ def test_trial_link_round_trips_from_sweeper_to_job_config():
     from hydra_plugins.lstmlab_optuna_sweeper._impl import OptunaSweep
     from lstmlab.schemas import register_schemas
 
-    sweeper = OptunaSweep({"study_name": "signal", "pruner": "percentile",
-                           "pruner_args": {"percentile": 30.0, "n_warmup_steps": 1}})
+    sweeper = OptunaSweep(
+        {"study_name": "signal", "pruner": "percentile", "pruner_args": {"percentile": 30.0, "n_warmup_steps": 1}}
+    )
     sweeper.url = "sqlite:////tmp/a dir/optuna.db"  # a path that needs quoting in an override
     sweeper.space = parse_search_space({"model.hidden_size": "choice(4, 8)"}, [])
     study = optuna.create_study(study_name="signal")
@@ -138,13 +147,18 @@ def test_trial_link_round_trips_from_sweeper_to_job_config():
         plain = compose(config_name="train")
     assert job.model.hidden_size == trial.params["model.hidden_size"] and job.hydra.sweep.subdir == str(trial.number)
     assert TrialLink.from_job_config(job) == TrialLink(
-        storage="sqlite:////tmp/a dir/optuna.db", study_name="signal", trial_id=trial._trial_id, number=trial.number,
-        pruner="percentile", pruner_args={"percentile": 30.0, "n_warmup_steps": 1},
+        storage="sqlite:////tmp/a dir/optuna.db",
+        study_name="signal",
+        trial_id=trial._trial_id,
+        number=trial.number,
+        pruner="percentile",
+        pruner_args={"percentile": 30.0, "n_warmup_steps": 1},
     )
     assert TrialLink.from_job_config(plain) is None
     # the CLI's --help path may import the contract: it must not pull in torch
-    subprocess.run([sys.executable, "-c", "import lstmlab.optuna_trial, sys; assert 'torch' not in sys.modules"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import lstmlab.optuna_trial, sys; assert 'torch' not in sys.modules"], check=True
+    )
 
 
 def test_bad_sweeper_config_is_one_line_naming_the_key(tmp_path):
@@ -197,10 +211,18 @@ def test_bad_trials_are_pruned(tmp_path):
     sweep = tmp_path / "sweep"
     # a 6-point grid (its order fixed by the seed) where the tiny learning rate never learns; the median rule
     # compares each trial with the trials completed so far from the second epoch on
-    sweep_cli(sweep, "trainer.max_epochs=4", "model.hidden_size=choice(8,16)", "model.num_layers=1",
-              "model.optimizer.lr=choice(0.03,0.01,0.000001)", "hydra.sweeper.sampler=grid", "hydra.sweeper.seed=1",
-              "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_args.n_startup_trials=2",
-              "+hydra.sweeper.pruner_args.n_warmup_steps=1")
+    sweep_cli(
+        sweep,
+        "trainer.max_epochs=4",
+        "model.hidden_size=choice(8,16)",
+        "model.num_layers=1",
+        "model.optimizer.lr=choice(0.03,0.01,0.000001)",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.seed=1",
+        "hydra.sweeper.pruner=median",
+        "+hydra.sweeper.pruner_args.n_startup_trials=2",
+        "+hydra.sweeper.pruner_args.n_warmup_steps=1",
+    )
     trials = load(sweep).trials
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, [(t.number, t.state, t.params, t.intermediate_values) for t in trials]
@@ -216,8 +238,14 @@ def test_bad_trials_are_pruned(tmp_path):
 
 def test_failing_trial_is_fail_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    sweep_cli(sweep, "model.hidden_size=choice(-1,8)", "model.num_layers=1", "model.optimizer.lr=choice(0.003)",
-              "hydra.sweeper.sampler=grid", "hydra.sweeper.max_failure_rate=0.5")
+    sweep_cli(
+        sweep,
+        "model.hidden_size=choice(-1,8)",
+        "model.num_layers=1",
+        "model.optimizer.lr=choice(0.003)",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.max_failure_rate=0.5",
+    )
     trials = load(sweep).trials
     assert sorted((t.params["model.hidden_size"], t.state.name) for t in trials) == [(-1, "FAIL"), (8, "COMPLETE")]
     failed = next(t for t in trials if t.state == TrialState.FAIL)
@@ -227,9 +255,15 @@ def test_failing_trial_is_fail_and_the_sweep_goes_on(tmp_path):
 
     # past max_failure_rate the sweep stops with one line and a non-zero status; results are still written
     stopped = tmp_path / "stopped"
-    proc = sweep_cli(stopped, "model.hidden_size=choice(-1,-2,8)", "model.num_layers=1",
-                     "model.optimizer.lr=choice(0.003)", "hydra.sweeper.sampler=grid",
-                     "hydra.sweeper.max_failure_rate=0", check=False)
+    proc = sweep_cli(
+        stopped,
+        "model.hidden_size=choice(-1,-2,8)",
+        "model.num_layers=1",
+        "model.optimizer.lr=choice(0.003)",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.max_failure_rate=0",
+        check=False,
+    )
     assert proc.returncode == 1
     assert "error: hydra.sweeper.max_failure_rate=0" in proc.stderr and "1 of n_trials=3 trials failed" in proc.stderr
     assert [r["state"] for r in rows(stopped)] == [t.state.name for t in load(stopped).trials]
@@ -237,8 +271,13 @@ def test_failing_trial_is_fail_and_the_sweep_goes_on(tmp_path):
 
 def test_several_objectives(tmp_path):
     sweep = tmp_path / "sweep"
-    sweep_cli(sweep, "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=nsgaii",
-              "hydra.sweeper.direction=[minimize,maximize]", "optimized_metric=[val/loss_best,val/r2]")
+    sweep_cli(
+        sweep,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler=nsgaii",
+        "hydra.sweeper.direction=[minimize,maximize]",
+        "optimized_metric=[val/loss_best,val/r2]",
+    )
     study = optuna.load_study(study_name="signal", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     for t in study.trials:
@@ -262,16 +301,23 @@ def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: 
     """Start a sweep, send ``sig`` once one of its trials runs, wait for the process; the trial's number."""
     args = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL_SWEEP, *overrides, f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **ENV}
-    proc = subprocess.Popen(args, cwd=sweep.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=sweep.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     running = None
     try:
         deadline = time.monotonic() + 300
         while running is None and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
             # a trial whose job has started (its dir exists), so that it has its parameters
-            running = next((n for n, s in _trial_states(sweep / "optuna.db").items()
-                            if s == "RUNNING" and n not in exclude and (sweep / str(n) / ".hydra").is_dir()), None)
+            running = next(
+                (
+                    n
+                    for n, s in _trial_states(sweep / "optuna.db").items()
+                    if s == "RUNNING" and n not in exclude and (sweep / str(n) / ".hydra").is_dir()
+                ),
+                None,
+            )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig if running is not None else signal.SIGKILL)
@@ -289,8 +335,7 @@ def test_killed_or_interrupted_sweep_resumes_without_losing_a_trial(tmp_path):
     assert _trial_states(sweep / "optuna.db")[orphan] == "RUNNING"
     # Ctrl-C: the rerun marks the trial it was running as interrupted and queues it again at once (a long grace
     # period here, so that this rerun does not already find the killed trial stale and pick its retry)
-    interrupted = _start_and_stop(sweep, signal.SIGINT, *settings, "hydra.sweeper.grace_period=3600",
-                                  exclude=(orphan,))
+    interrupted = _start_and_stop(sweep, signal.SIGINT, *settings, "hydra.sweeper.grace_period=3600", exclude=(orphan,))
     assert _trial_states(sweep / "optuna.db")[orphan] == "RUNNING"
     study = load(sweep)
     assert study.trials[interrupted].state == TrialState.FAIL and "interrupted" in study.trials[interrupted].user_attrs
@@ -323,11 +368,17 @@ def _free_port() -> int:
 def _postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        for cmd in (["apt-get", "install", "-y", "-q", "postgresql"],
-                    ["sh", "-c", "apt-get update -q && apt-get install -y -q postgresql"]):
+        for cmd in (
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            ["sh", "-c", "apt-get update -q && apt-get install -y -q postgresql"],
+        ):
             try:
-                if subprocess.run(cmd, capture_output=True, timeout=300,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode == 0:
+                if (
+                    subprocess.run(
+                        cmd, capture_output=True, timeout=300, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                    ).returncode
+                    == 0
+                ):
                     break
             except subprocess.TimeoutExpired:  # no package mirror answering: skip, do not hang the suite
                 break
@@ -350,11 +401,31 @@ def postgres_url():
         shutil.chown(root, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     try:
-        subprocess.run([*run_as, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run([*run_as, bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-t", "60", "-o",
-                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*run_as, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *run_as,
+                bindir / "pg_ctl",
+                "-D",
+                data,
+                "-l",
+                root / "log",
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (subprocess.SubprocessError, OSError) as err:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"could not start PostgreSQL from {bindir}: {err}")
@@ -364,11 +435,28 @@ def postgres_url():
 
 
 def test_two_sweeps_share_one_postgresql_study(tmp_path, postgres_url):
-    common = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL_SWEEP, "hydra.sweeper.n_trials=6",
-              f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=shared"]
+    common = [
+        sys.executable,
+        "-m",
+        "lstmlab.train",
+        "-m",
+        *SMALL_SWEEP,
+        "hydra.sweeper.n_trials=6",
+        f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.study_name=shared",
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **ENV}
-    procs = [subprocess.Popen([*common, f"hydra.sweep.dir={tmp_path / name}"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [*common, f"hydra.sweep.dir={tmp_path / name}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]

@@ -9,7 +9,9 @@ from torch import Tensor
 from torchmetrics import functional as M
 
 
-def classification_metrics(probs: Tensor, y: Tensor, num_classes: int, threshold: float, stage: str) -> dict[str, Tensor]:
+def classification_metrics(
+    probs: Tensor, y: Tensor, num_classes: int, threshold: float, stage: str
+) -> dict[str, Tensor]:
     """AUROC, AUPR (average precision), accuracy and F1 of probabilities ``probs`` against labels ``y``."""
     if num_classes == 2:
         kw: dict[str, Any] = {"task": "binary"}
@@ -23,7 +25,10 @@ def classification_metrics(probs: Tensor, y: Tensor, num_classes: int, threshold
         "accuracy": M.accuracy(probs, y, **dict(hard, average="micro") if num_classes > 2 else hard),
         "f1": M.f1_score(probs, y, **hard),
     }
-    values = {f"{stage}/{name}": torch.nan_to_num(value.float(), nan=0.5 if name == "auroc" else 0.0) for name, value in values.items()}
+    values = {
+        f"{stage}/{name}": torch.nan_to_num(value.float(), nan=0.5 if name == "auroc" else 0.0)
+        for name, value in values.items()
+    }
     if num_classes == 2:
         values[f"{stage}/threshold"] = torch.tensor(threshold)
     return values

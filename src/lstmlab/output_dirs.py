@@ -24,7 +24,10 @@ def ensure_writable(directory: str, key: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        print(f"error: {key}={directory}: cannot write there ({err.strerror}); choose a writable directory", file=sys.stderr)
+        print(
+            f"error: {key}={directory}: cannot write there ({err.strerror}); choose a writable directory",
+            file=sys.stderr,
+        )
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint

@@ -112,8 +112,9 @@ class RecurrentNetSchema:
             yield "cell", f"must be 'lstm' with freeze_cell_dynamics=true (it freezes LSTM gates), got {self.cell!r}"
         periods = self.init_periods
         if _is_set(periods) and (len(periods) != 2 or not 2 <= periods[0] <= periods[1]):
-            yield "init_periods", (
-                f"must be [shortest, longest] in steps with 2 <= shortest <= longest, got {list(periods)}"
+            yield (
+                "init_periods",
+                (f"must be [shortest, longest] in steps with 2 <= shortest <= longest, got {list(periods)}"),
             )
         yield from _positive("init_decay_steps", self.init_decay_steps)
         yield from _each_positive("head_hidden", self.head_hidden)
@@ -164,9 +165,12 @@ class RecurrentTaskSchema(TaskSchema):
         yield from _at_least("recurrent_lr_scale", self.recurrent_lr_scale, 0, "0 freezes the recurrent weights")
         weight_decay = self.optimizer.get("weight_decay") if _is_set(self.optimizer) else None
         if getattr(self.net, "freeze_cell_dynamics", False) is True and weight_decay:
-            yield "optimizer.weight_decay", (
-                f"must be 0 with model.net.freeze_cell_dynamics=true (it would shrink the frozen weights), "
-                f"got {weight_decay}"
+            yield (
+                "optimizer.weight_decay",
+                (
+                    f"must be 0 with model.net.freeze_cell_dynamics=true (it would shrink the frozen weights), "
+                    f"got {weight_decay}"
+                ),
             )
         yield from _at_least("num_layers", self.num_layers, 1)
         yield from super().problems()
@@ -352,9 +356,12 @@ class Seq2SeqNetSchema:
         heads, width = self.num_heads, self.hidden_size
         if _is_set(heads) and _is_set(width) and heads > 0 and width > 0 and width % heads:
             divisors = [d for d in range(1, min(width, 16) + 1) if width % d == 0]
-            yield "num_heads", (
-                f"must divide the attention dimension model.net.hidden_size={width}, got {heads}; "
-                f"use num_heads in {divisors} or change hidden_size"
+            yield (
+                "num_heads",
+                (
+                    f"must divide the attention dimension model.net.hidden_size={width}, got {heads}; "
+                    f"use num_heads in {divisors} or change hidden_size"
+                ),
             )
 
 
@@ -592,8 +599,10 @@ def validate_config(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
             for key in sorted(OmegaConf.missing_keys(node)):  # full keys: model.net.dropout
-                raise ConfigError(f"{key} has no value (???): set it on the command line ({key}=...) "
-                                  f"or in the YAML of the {group} option")
+                raise ConfigError(
+                    f"{key} has no value (???): set it on the command line ({key}=...) "
+                    f"or in the YAML of the {group} option"
+                )
             for key, message in _walk(OmegaConf.to_object(node), group):
                 raise ConfigError(f"{key} {message}")
     trainer = cfg.get("trainer") or {}

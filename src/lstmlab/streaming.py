@@ -23,9 +23,9 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.data.price_features import FeatureBuffer, PricePipeline
 from lstmlab.data.prices import DEFAULT_COLUMNS, header_positions, parse_price, parse_row
-from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.errors import ConfigError, DataFileError
 
 
@@ -47,8 +47,10 @@ def load_task(ckpt_path: str | Path):
     path = check_checkpoint_file(ckpt_path, "a .ckpt file of a price_forecast run")
     task = load_task_checkpoint(PriceForecastTask, path, "lstmlab-train experiment=price_forecast")
     if task.pipeline is None:
-        raise ConfigError(f"ckpt_path={path}: the checkpoint holds no price features (feature settings and "
-                          "normalisation); pass a checkpoint written by lstmlab-train experiment=price_forecast")
+        raise ConfigError(
+            f"ckpt_path={path}: the checkpoint holds no price features (feature settings and "
+            "normalisation); pass a checkpoint written by lstmlab-train experiment=price_forecast"
+        )
     return task.eval()
 
 
@@ -98,8 +100,12 @@ class PriceStreamer:
         raw = self.raw_forecast()
         if raw is not None:
             value = self.pipeline.output(raw.double(), torch.tensor([tick.close], dtype=torch.float64))
-            record |= {"target": self.pipeline.target, "horizon": self.pipeline.horizon,
-                       "prediction": float(value[0]), "rise": bool(self.pipeline.rises(raw)[0])}
+            record |= {
+                "target": self.pipeline.target,
+                "horizon": self.pipeline.horizon,
+                "prediction": float(value[0]),
+                "rise": bool(self.pipeline.rises(raw)[0]),
+            }
         elif not self.emit_features:
             return None
         if self.emit_features:
@@ -138,10 +144,15 @@ def as_tick(item: Any, needs_volume: bool) -> Tick:
         tick = item
     elif isinstance(item, Mapping):
         volume = item.get("volume")
-        tick = Tick(parse_price(item.get("close"), "close"), None if volume is None else parse_price(volume, "volume"),
-                    None if item.get("date") is None else str(item["date"]))
+        tick = Tick(
+            parse_price(item.get("close"), "close"),
+            None if volume is None else parse_price(volume, "volume"),
+            None if item.get("date") is None else str(item["date"]),
+        )
     elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
-        tick = Tick(parse_price(item[1], "close"), parse_price(item[2], "volume") if len(item) == 3 else None, str(item[0]))
+        tick = Tick(
+            parse_price(item[1], "close"), parse_price(item[2], "volume") if len(item) == 3 else None, str(item[0])
+        )
     else:
         tick = Tick(parse_price(item, "close"))
     if not tick.close > 0 or not math.isfinite(tick.close):
@@ -151,8 +162,13 @@ def as_tick(item: Any, needs_volume: bool) -> Tick:
     return tick
 
 
-def csv_ticks(lines: Iterable[str], columns: Mapping[str, str], needs_volume: bool, name: str,
-              on_skip: Callable[[str], None] = warn) -> Iterator[Tick]:
+def csv_ticks(
+    lines: Iterable[str],
+    columns: Mapping[str, str],
+    needs_volume: bool,
+    name: str,
+    on_skip: Callable[[str], None] = warn,
+) -> Iterator[Tick]:
     """Ticks of CSV text (a header row first); bad rows and dates out of order are reported and skipped."""
     rows = csv.reader(lines)
     header = next(rows, None)
@@ -193,8 +209,10 @@ def run_stream(cfg) -> int:
 
     for key in ("ckpt_path", "source"):
         if OmegaConf.is_missing(cfg, key):
-            raise ConfigError(f"{key} is required: lstmlab-stream ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt "
-                              "source=ticks.csv (or source=- for stdin)")
+            raise ConfigError(
+                f"{key} is required: lstmlab-stream ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt "
+                "source=ticks.csv (or source=- for stdin)"
+            )
     if cfg.format not in ("jsonl", "table"):
         raise ConfigError(f"format={cfg.format!r} must be 'jsonl' or 'table'")
     if cfg.get("threads"):
@@ -202,8 +220,11 @@ def run_stream(cfg) -> int:
     task = load_task(cfg.ckpt_path)
     pipeline = task.pipeline
     check_features(pipeline, OmegaConf.to_container(cfg.features) if cfg.get("features") else None, cfg.ckpt_path)
-    columns = {**DEFAULT_COLUMNS, **pipeline.columns,
-               **{k: v for k, v in (OmegaConf.to_container(cfg.columns) if cfg.get("columns") else {}).items() if v}}
+    columns = {
+        **DEFAULT_COLUMNS,
+        **pipeline.columns,
+        **{k: v for k, v in (OmegaConf.to_container(cfg.columns) if cfg.get("columns") else {}).items() if v},
+    }
     stream, name = open_source(str(cfg.source))
     write = table_writer(pipeline) if cfg.format == "table" else json_writer
     count = 0
@@ -227,12 +248,16 @@ def table_writer(pipeline: PricePipeline) -> Callable[[dict], None]:
     from rich.console import Console
 
     console = Console(highlight=False)
-    console.print(f"[bold]{'tick':>8} {'date':<20} {'close':>12} {pipeline.target + ' +' + str(pipeline.horizon):>14} "
-                  f"{'rise':>5}[/bold]")
+    console.print(
+        f"[bold]{'tick':>8} {'date':<20} {'close':>12} {pipeline.target + ' +' + str(pipeline.horizon):>14} "
+        f"{'rise':>5}[/bold]"
+    )
 
     def write(record: dict) -> None:
         if "prediction" in record:
-            console.print(f"{record['tick']:>8} {str(record['date']):<20} {record['close']:>12.4f} "
-                          f"{record['prediction']:>14.4f} {'yes' if record['rise'] else 'no':>5}")
+            console.print(
+                f"{record['tick']:>8} {str(record['date']):<20} {record['close']:>12.4f} "
+                f"{record['prediction']:>14.4f} {'yes' if record['rise'] else 'no':>5}"
+            )
 
     return write

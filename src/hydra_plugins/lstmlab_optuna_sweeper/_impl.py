@@ -18,8 +18,9 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -112,7 +113,8 @@ class OptunaSweep:
                 raise SweeperConfigError(f"hydra.sweeper.{key}={s[key]}: must be an integer >= {low}")
         if s.get("grace_period") is not None and s["grace_period"] <= s["heartbeat_interval"]:
             raise SweeperConfigError(
-                f"hydra.sweeper.grace_period={s['grace_period']}: must exceed heartbeat_interval={s['heartbeat_interval']}"
+                f"hydra.sweeper.grace_period={s['grace_period']}: "
+                f"must exceed heartbeat_interval={s['heartbeat_interval']}"
             )
         if not 0.0 <= float(s["max_failure_rate"]) <= 1.0:
             raise SweeperConfigError(f"hydra.sweeper.max_failure_rate={s['max_failure_rate']}: must be in [0, 1]")
@@ -156,7 +158,10 @@ class OptunaSweep:
         with study_lock(url, name):
             storage = make_storage(url, s["heartbeat_interval"], s["grace_period"])
             study = optuna.create_study(
-                study_name=name, storage=storage, directions=directions, load_if_exists=True,
+                study_name=name,
+                storage=storage,
+                directions=directions,
+                load_if_exists=True,
                 sampler=make_sampler(s["sampler"], s["seed"], s["sampler_args"], space.distributions),
             )
         if [d.name.lower() for d in study.directions] != directions:
@@ -167,7 +172,12 @@ class OptunaSweep:
         previous = study.get_trials(deepcopy=False)
         log.info(
             "Optuna study %r in %s: sampler=%s pruner=%s direction=%s n_trials=%d (%d already counted)",
-            name, mask_password(url), s["sampler"], s["pruner"], ",".join(directions), n_trials,
+            name,
+            mask_password(url),
+            s["sampler"],
+            s["pruner"],
+            ",".join(directions),
+            n_trials,
             sum(counts_towards_budget(t) for t in previous),
         )
         self.study, self.storage, self.url, self.sweep_dir, self.space = study, storage, url, sweep_dir, space
@@ -242,8 +252,11 @@ class OptunaSweep:
                 continue
             if set(trial.params) == set(self.space.distributions):
                 self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
-            log.warning("trial %d was left running without a heartbeat by a process that stopped: failed%s",
-                        trial.number, ", queued again" if trial.params else "")
+            log.warning(
+                "trial %d was left running without a heartbeat by a process that stopped: failed%s",
+                trial.number,
+                ", queued again" if trial.params else "",
+            )
 
     def run_trials(self, heartbeat: Heartbeat) -> None:
         job_idx = 0
@@ -256,7 +269,7 @@ class OptunaSweep:
                     waiting_announced = False
                     overrides = [self.job_overrides(trial) for trial in batch]
                     for trial in batch:
-                        shown = self.space.overrides(trial.params)[len(self.space.fixed):]
+                        shown = self.space.overrides(trial.params)[len(self.space.fixed) :]
                         log.info("trial %d: %s", trial.number, " ".join(shown))
                     returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
             except BaseException as err:  # Ctrl-C, SIGTERM, a launcher that broke: nothing of the batch is lost
@@ -269,8 +282,11 @@ class OptunaSweep:
                 if not running:
                     return
                 if not waiting_announced:
-                    log.info("n_trials reached; waiting for trial(s) %s running elsewhere (retried here if their "
-                             "process died)", running)
+                    log.info(
+                        "n_trials reached; waiting for trial(s) %s running elsewhere (retried here if their "
+                        "process died)",
+                        running,
+                    )
                     waiting_announced = True
                 time.sleep(min(2.0, self.s["heartbeat_interval"]))
                 continue
@@ -284,8 +300,12 @@ class OptunaSweep:
     def job_overrides(self, trial: optuna.trial.Trial) -> list[str]:
         """The sampled values, the trial's own output dir (its number), and how to reach the trial."""
         link = TrialLink(
-            storage=self.url, study_name=self.s["study_name"], trial_id=trial._trial_id, number=trial.number,
-            pruner=self.s["pruner"], pruner_args=self.s["pruner_args"] or {},
+            storage=self.url,
+            study_name=self.s["study_name"],
+            trial_id=trial._trial_id,
+            number=trial.number,
+            pruner=self.s["pruner"],
+            pruner_args=self.s["pruner_args"] or {},
         )
         return [*self.space.overrides(trial.params), f"hydra.sweep.subdir={trial.number}", link.job_override()]
 
@@ -415,8 +435,12 @@ class OptunaSweep:
             value = ", ".join(f"{v:.5g}" for v in t.values) if t.values else ""
             duration = f"{t.duration.total_seconds():.1f}s" if t.duration else ""
             table.add_row(
-                str(t.number), t.state.name, value, *(_short(t.params.get(k, "")) for k in keys),
-                str(t.user_attrs.get(EPOCHS, "")), duration,
+                str(t.number),
+                t.state.name,
+                value,
+                *(_short(t.params.get(k, "")) for k in keys),
+                str(t.user_attrs.get(EPOCHS, "")),
+                duration,
             )
         Console().print(table)
 
@@ -458,9 +482,15 @@ def write_trials_csv(path: Path, trials: Sequence[FrozenTrial], n_objectives: in
             note = t.user_attrs.get(ERROR) or t.user_attrs.get(INTERRUPTED) or ""
             if t.state == TrialState.FAIL and not note:
                 note = "stale: its process stopped sending heartbeats; queued again"
-            writer.writerow([
-                t.number, t.state.name, *values, *(t.params.get(k, "") for k in keys),
-                t.user_attrs.get(EPOCHS, ""), f"{t.duration.total_seconds():.3f}" if t.duration else "",
-                note.splitlines()[0] if note else "",
-            ])
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    *values,
+                    *(t.params.get(k, "") for k in keys),
+                    t.user_attrs.get(EPOCHS, ""),
+                    f"{t.duration.total_seconds():.3f}" if t.duration else "",
+                    note.splitlines()[0] if note else "",
+                ]
+            )
     tmp.replace(path)

@@ -78,11 +78,12 @@ def resolve_url(url: str) -> str:
 
 def make_storage(url: str, heartbeat_interval: int, grace_period: int | None) -> optuna.storages.RDBStorage:
     """An RDB storage whose running trials carry a heartbeat; a stale one is failed and retried once."""
-    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or getattr(
-        optuna.storages, "RetryFailedTrialCallback"
-    )
+    storages = optuna.storages
+    retry_cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
     params = inspect.signature(optuna.storages.RDBStorage).parameters
-    callback_kw = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
+    callback_kw = (
+        "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = retry_cls(max_retry=1)
@@ -148,7 +149,9 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
         return
     if url not in _warned:
         _warned.add(url)
-        log.warning("storage %s: no cross-process lock for this backend; concurrent sweeps may overshoot n_trials", backend)
+        log.warning(
+            "storage %s: no cross-process lock for this backend; concurrent sweeps may overshoot n_trials", backend
+        )
     yield
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -14,7 +14,7 @@ class LstmlabOptunaSweeper(Sweeper):
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
-        self.impl: Optional[Any] = None
+        self.impl: Any | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra_plugins.lstmlab_optuna_sweeper._impl import OptunaSweep
@@ -22,6 +22,6 @@ class LstmlabOptunaSweeper(Sweeper):
         self.impl = OptunaSweep(self.settings)
         self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         assert self.impl is not None, "setup() first"
         return self.impl.sweep(arguments)

@@ -27,7 +27,11 @@ def summary_features(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def fit_logistic_regression(
-    features: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3, class_weight: torch.Tensor | None = None
+    features: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    l2: float = 1e-3,
+    class_weight: torch.Tensor | None = None,
 ):
     """Standardised features, multinomial (binary: one logit) logistic regression by L-BFGS; returns a scorer."""
     mean, std = features.mean(0), features.std(0).clamp(min=1e-6)

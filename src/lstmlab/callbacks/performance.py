@@ -84,9 +84,18 @@ def _timed(pl_module: pl.LightningModule, batch: dict, device: torch.device) -> 
 
 def performance_table(metrics: dict[str, float]) -> str:
     rows = ["| figure | value | target | met |", "|---|---|---|---|"]
-    for name in ("test/auroc", "test/aupr", "test/baseline_auroc", "test/baseline_aupr", "test/latency_p50_ms",
-                 "test/latency_p99_ms", "test/throughput_seq_per_s", "test/peak_memory_mb", "test/num_parameters",
-                 "test/model_size_mb"):
+    for name in (
+        "test/auroc",
+        "test/aupr",
+        "test/baseline_auroc",
+        "test/baseline_aupr",
+        "test/latency_p50_ms",
+        "test/latency_p99_ms",
+        "test/throughput_seq_per_s",
+        "test/peak_memory_mb",
+        "test/num_parameters",
+        "test/model_size_mb",
+    ):
         if name not in metrics:
             continue
         value = metrics[name]

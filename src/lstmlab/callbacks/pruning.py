@@ -28,7 +28,9 @@ def _study(link: TrialLink) -> optuna.Study:
     if key not in _studies:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _studies[key] = optuna.load_study(
-            study_name=link.study_name, storage=link.storage, pruner=make_pruner(link.pruner, link.pruner_args),
+            study_name=link.study_name,
+            storage=link.storage,
+            pruner=make_pruner(link.pruner, link.pruner_args),
             sampler=optuna.samplers.RandomSampler(),  # never samples here; RandomSampler is the cheapest to build
         )
     return _studies[key]
@@ -62,7 +64,10 @@ class OptunaPruning(pl.Callback):
     def _report(self, trainer: pl.Trainer) -> bool:
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            warnings.warn(f"optimized_metric={self.monitor!r} was not logged this epoch; nothing to report to Optuna")
+            warnings.warn(
+                f"optimized_metric={self.monitor!r} was not logged this epoch; nothing to report to Optuna",
+                stacklevel=2,
+            )
             return False
         epoch = trainer.current_epoch + 1
         value = float(value)

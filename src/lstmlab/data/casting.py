@@ -94,11 +94,16 @@ def _window(t: np.ndarray, begin: int, span: int) -> np.ndarray:
 
 
 def cached_casting_path(data_dir: str | os.PathLike, params: dict) -> Path:
-    return Path(data_dir) / f"{SCHEMA_NAME}-{params_hash({'schema': SCHEMA_NAME, 'version': GENERATOR_VERSION, **params})}.h5"
+    return (
+        Path(data_dir)
+        / f"{SCHEMA_NAME}-{params_hash({'schema': SCHEMA_NAME, 'version': GENERATOR_VERSION, **params})}.h5"
+    )
 
 
 def ensure_casting(data_dir: str | os.PathLike, params: dict) -> Path:
     """Generate the casting file for ``params`` unless a valid one is already cached; return its path."""
     return cached_file(
-        cached_casting_path(data_dir, params), load_sequences, lambda path: write_sequences(path, generate_casting(**params), params)
+        cached_casting_path(data_dir, params),
+        load_sequences,
+        lambda path: write_sequences(path, generate_casting(**params), params),
     )

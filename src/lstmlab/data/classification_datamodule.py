@@ -95,7 +95,9 @@ class SequenceClassificationDataModule(LstmlabDataModule):
             )
         self.data = data
         self.splits = {name: SequenceBatches(data, idx) for name, idx in members.items()}
-        self.channel_mean, self.channel_std = channel_statistics(data.sequences[members["train"]], data.lengths[members["train"]])
+        self.channel_mean, self.channel_std = channel_statistics(
+            data.sequences[members["train"]], data.lengths[members["train"]]
+        )
 
     @property
     def num_channels(self) -> int:

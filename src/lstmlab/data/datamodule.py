@@ -8,8 +8,9 @@ the datasets themselves (``dataset[batch]``), shared among DDP ranks and ordered
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
@@ -37,7 +38,7 @@ class LstmlabDataModule(pl.LightningDataModule):
         return str(type(self).generate(self.hparams.data_dir, dict(self.hparams.generator)))
 
     def prepare_data(self) -> None:
-        self.file_path  # generates and caches the file once, before any process reads it
+        _ = self.file_path  # generates and caches the file once, before any process reads it
 
     # ---- loaders ----------------------------------------------------------------------------------------
     @property
@@ -63,8 +64,12 @@ class LstmlabDataModule(pl.LightningDataModule):
             self._resume_point = None
         workers = self.hparams.num_workers
         return DataLoader(
-            self.dataset(split), sampler=order, batch_size=None, num_workers=workers,
-            pin_memory=self.hparams.pin_memory, persistent_workers=workers > 0,
+            self.dataset(split),
+            sampler=order,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

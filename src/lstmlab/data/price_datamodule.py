@@ -110,8 +110,9 @@ class PriceDataModule(LstmlabDataModule):
         close = series.close
         if (close <= 0).any():
             line = int(np.argmax(close <= 0))
-            raise DataFileError(f"{self.file_path}: close of tick {line} ({series.dates[line]}) is {close[line]}; "
-                                "prices must be > 0")
+            raise DataFileError(
+                f"{self.file_path}: close of tick {line} ({series.dates[line]}) is {close[line]}; prices must be > 0"
+            )
         features, ends = series_features(close, series.volume, self.settings)
         h, seq_len = self.hparams.horizon, self.hparams.seq_len
         has_target = ends + h < len(close)
@@ -126,10 +127,18 @@ class PriceDataModule(LstmlabDataModule):
         train_windows = features[: last[cut[0] - 1] + 1]
         mean, std = fit_normalisation(train_windows)
         log_return = np.log(close[ends[last] + h] / close[ends[last]])
-        target_mean, target_std = (0.0, 1.0) if self.target == "direction" else fit_normalisation(log_return[: cut[0], None])
+        target_mean, target_std = (
+            (0.0, 1.0) if self.target == "direction" else fit_normalisation(log_return[: cut[0], None])
+        )
         self.pipeline = PricePipeline(
-            features=self.settings, seq_len=seq_len, horizon=h, target=self.target, feature_mean=mean,
-            feature_std=std, target_mean=float(np.squeeze(target_mean)), target_std=float(np.squeeze(target_std)),
+            features=self.settings,
+            seq_len=seq_len,
+            horizon=h,
+            target=self.target,
+            feature_mean=mean,
+            feature_std=std,
+            target_mean=float(np.squeeze(target_mean)),
+            target_std=float(np.squeeze(target_std)),
             columns={k: v for k, v in self.columns.items() if k in ("date", "close", "volume")},
             stateful=bool(self.hparams.chunked),
         )

@@ -67,12 +67,22 @@ def feature_problems(settings: Mapping) -> list[tuple[str, str]]:
         if settings[key] < 1:
             out.append((key, f"must be >= 1, got {settings[key]}"))
     if not out and settings["buffer_size"] <= settings["ma_window"]:
-        out.append(("buffer_size", f"must be longer than the feature window ma_window={settings['ma_window']} "
-                                   f"(the slope needs two averages), got {settings['buffer_size']}; "
-                                   f"use buffer_size >= {settings['ma_window'] + 1}"))
+        out.append(
+            (
+                "buffer_size",
+                f"must be longer than the feature window ma_window={settings['ma_window']} "
+                f"(the slope needs two averages), got {settings['buffer_size']}; "
+                f"use buffer_size >= {settings['ma_window'] + 1}",
+            )
+        )
     if not out and "returns" in settings["extras"] and settings["buffer_size"] <= settings["step_size"]:
-        out.append(("buffer_size", f"must be longer than step_size={settings['step_size']} for the 'returns' "
-                                   f"extra, got {settings['buffer_size']}"))
+        out.append(
+            (
+                "buffer_size",
+                f"must be longer than step_size={settings['step_size']} for the 'returns' "
+                f"extra, got {settings['buffer_size']}",
+            )
+        )
     for extra in settings["extras"]:
         if extra not in PRICE_EXTRAS:
             out.append(("extras", f"has {extra!r}; choose from {list(PRICE_EXTRAS)}"))
@@ -89,14 +99,20 @@ def window_features(close: np.ndarray, volume: np.ndarray | None, s: FeatureSett
     dominant = int(np.argmax(magnitudes[1:])) + 1
     scale = close[-1] if s.price_scale == "last_close" else 1.0
     level = moving_avg[-1] / scale - 1.0 if s.price_scale == "last_close" else moving_avg[-1]
-    values = [level, slope[-1] / scale, np.std(slope) / scale, dominant, magnitudes[dominant] / scale,
-              np.mean(magnitudes) / scale]
+    values = [
+        level,
+        slope[-1] / scale,
+        np.std(slope) / scale,
+        dominant,
+        magnitudes[dominant] / scale,
+        np.mean(magnitudes) / scale,
+    ]
     for extra in s.extras:
         if extra == "returns":
             log_returns = np.diff(np.log(close))
             values += [np.log(close[-1] / close[-1 - s.step_size]), np.std(log_returns)]
         elif extra == "volume":
-            values.append(np.log1p(np.mean(volume[-s.step_size:])))
+            values.append(np.log1p(np.mean(volume[-s.step_size :])))
     return np.asarray(values, dtype=np.float64)
 
 
@@ -109,8 +125,9 @@ def series_features(close: np.ndarray, volume: np.ndarray | None, s: FeatureSett
     """Offline: the features of every window of a whole series, [W, F], and the windows' last ticks [W]."""
     ends = window_ends(len(close), s)
     rows = [
-        window_features(close[e - s.buffer_size + 1 : e + 1],
-                        None if volume is None else volume[e - s.buffer_size + 1 : e + 1], s)
+        window_features(
+            close[e - s.buffer_size + 1 : e + 1], None if volume is None else volume[e - s.buffer_size + 1 : e + 1], s
+        )
         for e in ends
     ]
     return np.asarray(rows, dtype=np.float64).reshape(len(ends), len(s.names)), ends
@@ -163,18 +180,31 @@ class PricePipeline:
 
     def to_dict(self) -> dict:
         return {
-            "features": self.features.to_dict(), "seq_len": self.seq_len, "horizon": self.horizon,
-            "target": self.target, "feature_mean": self.feature_mean.tolist(), "feature_std": self.feature_std.tolist(),
-            "target_mean": self.target_mean, "target_std": self.target_std, "columns": dict(self.columns),
-            "feature_names": self.features.names, "stateful": self.stateful,
+            "features": self.features.to_dict(),
+            "seq_len": self.seq_len,
+            "horizon": self.horizon,
+            "target": self.target,
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_std": self.feature_std.tolist(),
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+            "columns": dict(self.columns),
+            "feature_names": self.features.names,
+            "stateful": self.stateful,
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "PricePipeline":
+    def from_dict(cls, d: Mapping) -> PricePipeline:
         return cls(
-            features=FeatureSettings(**d["features"]), seq_len=int(d["seq_len"]), horizon=int(d["horizon"]),
-            target=d["target"], feature_mean=np.asarray(d["feature_mean"]), feature_std=np.asarray(d["feature_std"]),
-            target_mean=float(d["target_mean"]), target_std=float(d["target_std"]), columns=dict(d.get("columns", {})),
+            features=FeatureSettings(**d["features"]),
+            seq_len=int(d["seq_len"]),
+            horizon=int(d["horizon"]),
+            target=d["target"],
+            feature_mean=np.asarray(d["feature_mean"]),
+            feature_std=np.asarray(d["feature_std"]),
+            target_mean=float(d["target_mean"]),
+            target_std=float(d["target_std"]),
+            columns=dict(d.get("columns", {})),
             stateful=bool(d.get("stateful", False)),
         )
 

@@ -96,7 +96,9 @@ def cached_prices_path(data_dir: str | os.PathLike, params: Mapping) -> Path:
 def ensure_prices(data_dir: str | os.PathLike, params: Mapping) -> Path:
     """Generate the price file for ``params`` unless a valid one is already cached; return its path."""
     return cached_file(
-        cached_prices_path(data_dir, params), load_prices_h5, lambda path: write_prices_h5(path, generate_prices(**params), params)
+        cached_prices_path(data_dir, params),
+        load_prices_h5,
+        lambda path: write_prices_h5(path, generate_prices(**params), params),
     )
 
 
@@ -116,12 +118,18 @@ def write_prices_h5(path: str | os.PathLike, series: PriceSeries, params: Mappin
 def load_prices_h5(path: str | os.PathLike, key: str = "data.path") -> PriceSeries:
     with open_h5(path, key) as f:
         close = read_array(f, "close", 1, shape_doc="float [T]")
-        columns = {name: read_array(f, name, 1, shape_doc="float [T]") for name in FIELDS if name in f and name != "close"}
+        columns = {
+            name: read_array(f, name, 1, shape_doc="float [T]") for name in FIELDS if name in f and name != "close"
+        }
         dates = f["date"][()].astype(str) if "date" in f else np.arange(len(close)).astype(str)
     for name, value in columns.items():
         if value.shape != close.shape:
-            raise DataFileError(f"{path}: dataset '{name}' has shape {list(value.shape)}; expected [{len(close)}] like 'close'")
-    return PriceSeries(dates=dates, close=close.astype(np.float64), **{k: v.astype(np.float64) for k, v in columns.items()})
+            raise DataFileError(
+                f"{path}: dataset '{name}' has shape {list(value.shape)}; expected [{len(close)}] like 'close'"
+            )
+    return PriceSeries(
+        dates=dates, close=close.astype(np.float64), **{k: v.astype(np.float64) for k, v in columns.items()}
+    )
 
 
 # ---- CSV -------------------------------------------------------------------------------------------
@@ -152,15 +160,20 @@ def parse_price(text: str, column: str) -> float:
     return value
 
 
-def header_positions(header: list[str], columns: Mapping[str, str], required: tuple[str, ...], where: str) -> dict[str, int]:
+def header_positions(
+    header: list[str], columns: Mapping[str, str], required: tuple[str, ...], where: str
+) -> dict[str, int]:
     """The position of every configured column in ``header``; a clear error for a missing required one."""
     names = [h.strip() for h in header]
     positions = {role: names.index(columns[role]) for role in columns if columns.get(role) in names}
     missing = [role for role in required if role not in positions]
     if missing:
         wanted = ", ".join(f"{role}={columns.get(role)!r}" for role in missing)
-        hint = ("; without volumes, drop the feature: data.features.extras=[returns] model.net.input_size=8"
-                if "volume" in missing else "")
+        hint = (
+            "; without volumes, drop the feature: data.features.extras=[returns] model.net.input_size=8"
+            if "volume" in missing
+            else ""
+        )
         raise DataFileError(
             f"{where}: missing column(s) {wanted}; the header has {names}. Rename the columns or map them with "
             f"data.columns.<role>=<header name> (roles: {', '.join(DEFAULT_COLUMNS)}){hint}"
@@ -179,8 +192,9 @@ def parse_row(row: list[str], positions: Mapping[str, int], columns: Mapping[str
     return stamp, date_key(stamp), values
 
 
-def load_price_csv(path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True,
-                   key: str = "data.path") -> PriceSeries:
+def load_price_csv(
+    path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True, key: str = "data.path"
+) -> PriceSeries:
     """Read an OHLCV CSV (see the module docstring); every bad cell or unsorted date is an error naming its line."""
     path = Path(path)
     columns = {**DEFAULT_COLUMNS, **(columns or {})}
@@ -218,12 +232,15 @@ def load_price_csv(path: str | os.PathLike, columns: Mapping[str, str] | None = 
     return PriceSeries(dates=np.asarray(dates), **{role: arrays.get(role) for role in FIELDS})
 
 
-def load_prices(path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True,
-                key: str = "data.path") -> PriceSeries:
+def load_prices(
+    path: str | os.PathLike, columns: Mapping[str, str] | None = None, need_volume: bool = True, key: str = "data.path"
+) -> PriceSeries:
     """A CSV file, or an HDF5 file of the generated schema (by suffix .h5/.hdf5)."""
     if Path(path).suffix.lower() in (".h5", ".hdf5"):
         series = load_prices_h5(path, key)
         if need_volume and series.volume is None:
-            raise DataFileError(f"{key}={path}: dataset 'volume' is missing; add it or drop 'volume' from data.features.extras")
+            raise DataFileError(
+                f"{key}={path}: dataset 'volume' is missing; add it or drop 'volume' from data.features.extras"
+            )
         return series
     return load_price_csv(path, columns, need_volume, key)

@@ -20,6 +20,7 @@ import numpy as np
 from lstmlab.data.hdf5 import atomic_h5, check_finite, open_h5, read_array
 from lstmlab.errors import DataFileError
 
+
 @dataclass(frozen=True)
 class SequenceData:
     sequences: np.ndarray  # [N, T_max, C] float32, zero past each length
@@ -68,8 +69,14 @@ def load_sequences(path: str | os.PathLike, key: str = "data.path") -> SequenceD
         raise DataFileError(f"{path}: dataset 'sequences' has shape {list(sequences.shape)}; needs N >= 1 and C >= 1")
     _check_values(path, "lengths", lengths, 1, t_max, f"1 <= length <= T_max = {t_max}")
     k = len(class_names) if class_names else int(labels.max()) + 1
-    _check_values(path, "labels", labels, 0, k - 1, f"class indices 0..K-1 with K = {k}" + (
-        f" (attribute class_names lists {k} classes)" if class_names else ""))
+    _check_values(
+        path,
+        "labels",
+        labels,
+        0,
+        k - 1,
+        f"class indices 0..K-1 with K = {k}" + (f" (attribute class_names lists {k} classes)" if class_names else ""),
+    )
     if k < 2:
         raise DataFileError(f"{path}: dataset 'labels' holds a single class; classification needs K >= 2 classes")
     if split is not None:

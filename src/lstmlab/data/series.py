@@ -99,7 +99,9 @@ def load_series(
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
         if time_column is not None:
-            raise ConfigError(f"data.time_column={time_column!r} applies to CSV files; {path} is HDF5, set data.time_column=null")
+            raise ConfigError(
+                f"data.time_column={time_column!r} applies to CSV files; {path} is HDF5, set data.time_column=null"
+            )
         values, names, times = _read_h5(path, chosen), chosen, None
     else:
         values, names, times = _read_csv(path, chosen, time_column)
@@ -121,10 +123,15 @@ def _pick_columns(available: Sequence[str], wanted: Sequence[str], where: str) -
 def _read_h5(path: Path, chosen: Sequence[str]) -> np.ndarray:
     with open_h5(path, "data.path") as f:
         if "series" not in f:
-            raise DataFileError(f"{path}: dataset 'series' is missing; expected float32 [S, T, C] (see README, 'Series data')")
+            raise DataFileError(
+                f"{path}: dataset 'series' is missing; expected float32 [S, T, C] (see README, 'Series data')"
+            )
         series = f["series"]
         if series.ndim != 3 or series.dtype.kind not in "fiu":
-            raise DataFileError(f"{path}: dataset 'series' has shape {list(series.shape)} and dtype {series.dtype}; expected float32 [S, T, C]")
+            raise DataFileError(
+                f"{path}: dataset 'series' has shape {list(series.shape)} and dtype {series.dtype}; "
+                "expected float32 [S, T, C]"
+            )
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("column_names", [])]
         if len(names) != series.shape[2]:
             raise DataFileError(
@@ -147,7 +154,9 @@ def parse_times(texts: Sequence[str], where: str) -> list:
         try:
             times.append(_parse_time(text))
         except ValueError:
-            raise DataFileError(f"{where}, row {row}: time stamp {text!r} is neither a number nor an ISO date/datetime") from None
+            raise DataFileError(
+                f"{where}, row {row}: time stamp {text!r} is neither a number nor an ISO date/datetime"
+            ) from None
     if len({type(t) for t in times}) > 1:
         raise DataFileError(f"{where}: time stamps mix numbers and dates; use one format")
     return times
@@ -166,7 +175,9 @@ def _read_csv(path: Path, chosen: Sequence[str], time_column: str | None) -> tup
     indices = _pick_columns(header, wanted, str(path))
     times = None
     if time_column is not None:
-        times = parse_times([r[indices[0]] if indices[0] < len(r) else "" for r in body], f"{path}: column {time_column!r}")
+        times = parse_times(
+            [r[indices[0]] if indices[0] < len(r) else "" for r in body], f"{path}: column {time_column!r}"
+        )
         check_increasing(times, f"{path}: column {time_column!r}")
         indices = indices[1:]
     values = np.empty((len(body), len(chosen)), np.float64)
@@ -189,7 +200,9 @@ def _read_csv(path: Path, chosen: Sequence[str], time_column: str | None) -> tup
 def check_increasing(times: Sequence, where: str) -> None:
     for row in range(1, len(times)):
         if times[row] == times[row - 1]:
-            raise DataFileError(f"{where}: duplicated time stamp {times[row]} at rows {row + 1} and {row + 2}; keep one row per time")
+            raise DataFileError(
+                f"{where}: duplicated time stamp {times[row]} at rows {row + 1} and {row + 2}; keep one row per time"
+            )
         if times[row] < times[row - 1]:
             raise DataFileError(
                 f"{where}: time stamps are not increasing: row {row + 2} ({times[row]}) comes after {times[row - 1]}; "

@@ -24,7 +24,9 @@ from lstmlab.errors import ConfigError
 class SeriesWindows(Dataset):
     """The windows of one segment; ``dataset[list_of_indices]`` is a batch ``{"x": [B, L, C], "y": [B, H, K]}``."""
 
-    def __init__(self, values: torch.Tensor, num_targets: int, starts: np.ndarray, input_len: int, horizon: int) -> None:
+    def __init__(
+        self, values: torch.Tensor, num_targets: int, starts: np.ndarray, input_len: int, horizon: int
+    ) -> None:
         self.values = values  # [S, T, C]
         self.num_targets = num_targets
         self.starts = torch.as_tensor(starts, dtype=torch.long)  # [N, 2]: (series, first step)
@@ -97,13 +99,17 @@ class SeriesDataModule(LstmlabDataModule):
         for name, begin, end in zip(SPLITS, self.bounds[:-1], self.bounds[1:]):
             if end - begin < window:
                 raise ConfigError(
-                    f"data: the {name} split has {end - begin} steps, fewer than data.input_len + data.horizon = {window}; "
+                    f"data: the {name} split has {end - begin} steps, "
+                    f"fewer than data.input_len + data.horizon = {window}; "
                     f"the series ({num_steps} steps in {self.file_path}) is too short for these settings: lower "
                     "data.input_len / data.horizon, change data.split_fractions, or use a longer series"
                 )
         train = data.values[:, : self.bounds[1]].astype(np.float64)
         if self.bounds[1] <= hp.season_length:
-            raise ConfigError(f"data: the train split ({self.bounds[1]} steps) must be longer than data.season_length={hp.season_length}")
+            raise ConfigError(
+                f"data: the train split ({self.bounds[1]} steps) must be longer than "
+                f"data.season_length={hp.season_length}"
+            )
         self.scaler_mean = train.mean(axis=(0, 1))
         std = train.std(axis=(0, 1))
         self.scaler_std = np.where(std > 0, std, 1.0)

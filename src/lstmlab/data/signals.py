@@ -59,7 +59,9 @@ def cached_signals_path(data_dir: str | os.PathLike, params: dict) -> Path:
 def ensure_signals(data_dir: str | os.PathLike, params: dict) -> Path:
     """Generate the signal file for ``params`` unless a valid one is already cached; return its path."""
     return cached_file(
-        cached_signals_path(data_dir, params), load_signals, lambda path: write_signals(path, generate_signals(**params), params)
+        cached_signals_path(data_dir, params),
+        load_signals,
+        lambda path: write_signals(path, generate_signals(**params), params),
     )
 
 
@@ -92,6 +94,8 @@ def load_signals(path: str | os.PathLike, key: str = "data.path") -> SignalData:
     if n < 3 or steps < 2:
         raise DataFileError(f"{path}: needs at least 3 samples of 2 steps (train/val/test); has {n} of {steps}")
     return SignalData(
-        mixed.astype(np.float32), targets.astype(np.float32), freqs.astype(np.float64),
+        mixed.astype(np.float32),
+        targets.astype(np.float32),
+        freqs.astype(np.float64),
         None if rate is None else float(rate),
     )

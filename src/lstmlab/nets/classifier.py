@@ -116,9 +116,11 @@ class LSTMClassifier(nn.Module):
         for layer in range(num_layers):
             width = input_size if layer == 0 else features
             # one layer per module: the backward direction reads each sequence reversed within its own length
-            self.lstm.append(nn.ModuleList(
-                make_recurrent(cell, width, hidden_size, num_layers=1, dropout=0.0) for _ in range(directions)
-            ))
+            self.lstm.append(
+                nn.ModuleList(
+                    make_recurrent(cell, width, hidden_size, num_layers=1, dropout=0.0) for _ in range(directions)
+                )
+            )
         for layer in self.lstm:
             for rnn in layer:
                 init_recurrent(rnn, init)

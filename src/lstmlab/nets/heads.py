@@ -10,7 +10,11 @@ from lstmlab.choices import ACTIVATIONS
 
 # the module of each name in lstmlab.choices.ACTIVATIONS (the list the schemas check)
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
 }
 assert tuple(ACTIVATION_MODULES) == ACTIVATIONS, "map exactly the names of lstmlab.choices.ACTIVATIONS, in order"
 

@@ -53,7 +53,9 @@ class Seq2SeqAttention(nn.Module):
         if init not in BASIC_INITS:  # encoder and decoder layers start alike: an oscillator bank is a first layer's job
             raise ValueError(f"init={init!r}: unknown; choose one of {list(BASIC_INITS)}")
         if output_size > input_size:
-            raise ConfigError(f"model.net.output_size={output_size} exceeds input_size={input_size}: targets are input channels too")
+            raise ConfigError(
+                f"model.net.output_size={output_size} exceeds input_size={input_size}: targets are input channels too"
+            )
         self.input_size = input_size
         self.output_size = output_size
         self.num_heads = num_heads
@@ -62,8 +64,9 @@ class Seq2SeqAttention(nn.Module):
         encoded = directions * encoder_hidden
         self.decoder_layers = decoder_layers
         self.hidden_size = hidden_size
-        self.encoder = make_recurrent("lstm", input_size, encoder_hidden, num_layers=encoder_layers, dropout=dropout,
-                                      bidirectional=bidirectional)
+        self.encoder = make_recurrent(
+            "lstm", input_size, encoder_hidden, num_layers=encoder_layers, dropout=dropout, bidirectional=bidirectional
+        )
         self.decoder = make_recurrent("lstm", output_size, hidden_size, num_layers=decoder_layers, dropout=dropout)
         for rnn in (self.encoder, self.decoder):
             init_recurrent(rnn, init)

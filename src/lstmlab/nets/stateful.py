@@ -205,7 +205,9 @@ def _hidden(layer_state) -> Tensor:
 
 def _cells_before_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tensor) -> Tensor:
     """The LSTM cell state entering every step, from the inputs and the hidden states entering every step."""
-    gates = F.linear(inp, layer.weight_ih_l0, layer.bias_ih_l0) + F.linear(h_before, layer.weight_hh_l0, layer.bias_hh_l0)
+    gates = F.linear(inp, layer.weight_ih_l0, layer.bias_ih_l0) + F.linear(
+        h_before, layer.weight_hh_l0, layer.bias_hh_l0
+    )
     i, f, g, _ = gates.transpose(0, 1).chunk(4, dim=-1)  # time-major: cheap per-step slices
     written = torch.sigmoid(i) * torch.tanh(g)
     forget = torch.sigmoid(f)

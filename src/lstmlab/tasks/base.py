@@ -120,8 +120,9 @@ class LstmlabTask(pl.LightningModule):
         self._loss_count += batch_size
         # the steps on which Lightning writes step values to the loggers (the global step counts from 0)
         if (self.trainer.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True,
-                     batch_size=batch_size)
+            self.log(
+                "train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size
+            )
 
     def on_train_epoch_end(self) -> None:
         if self._loss_count:

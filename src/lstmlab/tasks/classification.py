@@ -9,6 +9,7 @@ saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -48,7 +49,9 @@ class SequenceClassificationTask(LstmlabTask):
         self.net: nn.Module | None = None
         if net.get("input_size") is not None and net.get("num_classes") is not None:
             self._build(dict(net))
-        self.outputs = nn.ModuleDict({stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")})
+        self.outputs = nn.ModuleDict(
+            {stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")}
+        )
         self.epoch_outputs: dict[str, dict[str, Tensor]] = {}
 
     def _build(self, net_cfg: dict) -> None:
@@ -73,13 +76,17 @@ class SequenceClassificationTask(LstmlabTask):
         datamodule = self.trainer.datamodule
         datamodule.setup(stage)
         if self.net is None:
-            self._build(self.net_config_from_data(input_size=datamodule.num_channels, num_classes=datamodule.num_classes))
+            self._build(
+                self.net_config_from_data(input_size=datamodule.num_channels, num_classes=datamodule.num_classes)
+            )
         self._check_data(datamodule)
         if stage == "fit" or not bool(self.normaliser_fitted):
             self.input_mean.copy_(torch.as_tensor(datamodule.channel_mean))
             self.input_std.copy_(torch.as_tensor(datamodule.channel_std))
             self.normaliser_fitted.fill_(True)
-            self.class_weight.copy_(self._class_weights(torch.as_tensor(datamodule.train_class_counts, dtype=torch.float32)))
+            self.class_weight.copy_(
+                self._class_weights(torch.as_tensor(datamodule.train_class_counts, dtype=torch.float32))
+            )
 
     def _check_data(self, datamodule) -> None:
         where = f"the data file {datamodule.file_path}"
@@ -92,7 +99,8 @@ class SequenceClassificationTask(LstmlabTask):
         if self.net.num_classes != datamodule.num_classes:
             raise ConfigError(
                 f"{where} has {datamodule.num_classes} classes but the model predicts {self.net.num_classes} "
-                "(model.net.num_classes, or the checkpoint's net); set model.net.num_classes=null to take it from the data"
+                "(model.net.num_classes, or the checkpoint's net); "
+                "set model.net.num_classes=null to take it from the data"
             )
 
     def _class_weights(self, counts: Tensor) -> Tensor:
@@ -148,7 +156,10 @@ class SequenceClassificationTask(LstmlabTask):
         probs = self.probabilities(logits)
         if self.binary and stage == "val" and not self.trainer.sanity_checking:
             self.decision_threshold.fill_(best_f1_threshold(probs, y))
-        values = {f"{stage}/loss": self.loss(logits, y), **classification_metrics(probs, y, self.net.num_classes, float(self.decision_threshold), stage)}
+        values = {
+            f"{stage}/loss": self.loss(logits, y),
+            **classification_metrics(probs, y, self.net.num_classes, float(self.decision_threshold), stage),
+        }
         self.epoch_outputs[stage] = {"probs": probs.detach().cpu(), "y": y.cpu()}
         self.log_dict(values)
         return values

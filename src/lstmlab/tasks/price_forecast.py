@@ -24,7 +24,8 @@ class PriceForecastTask(LstmlabTask):
     Training loss: MSE of the normalised log return ``horizon`` ticks ahead (targets ``close`` and ``return``),
     or binary cross-entropy of a rise (``direction``). Validation and test log, for the model and for both
     baselines on the same windows, MSE and MAE in the target's units (a close, a simple return, a probability)
-    and the directional accuracy: ``<stage>/mse``, ``<stage>/persistence_mse``, ``<stage>/moving_average_direction_acc``.
+    and the directional accuracy: ``<stage>/mse``, ``<stage>/persistence_mse``,
+    ``<stage>/moving_average_direction_acc``.
 
     The datamodule's ``PricePipeline`` (feature settings, normalisation, target) is saved in every checkpoint,
     so ``PriceForecastTask.load_from_checkpoint(path)`` alone can serve a live stream (``lstmlab-stream``).
@@ -59,7 +60,8 @@ class PriceForecastTask(LstmlabTask):
         if self.net.input_size != datamodule.num_features:
             raise ConfigError(
                 f"model.net.input_size={self.net.input_size} but data.features give {datamodule.num_features} values "
-                f"per window ({', '.join(datamodule.settings.names)}); set model.net.input_size={datamodule.num_features}"
+                f"per window ({', '.join(datamodule.settings.names)}); "
+                f"set model.net.input_size={datamodule.num_features}"
             )
         if self.stateful != bool(datamodule.hparams.chunked):
             raise ConfigError(
@@ -72,10 +74,14 @@ class PriceForecastTask(LstmlabTask):
             return
         for stage_name in ("val", "test"):
             self.loss_mean[stage_name] = MeanMetric()
-            self.metrics[stage_name] = nn.ModuleDict({
-                name: nn.ModuleDict({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "direction_acc": BinaryAccuracy()})
-                for name in FORECASTERS
-            })
+            self.metrics[stage_name] = nn.ModuleDict(
+                {
+                    name: nn.ModuleDict(
+                        {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "direction_acc": BinaryAccuracy()}
+                    )
+                    for name in FORECASTERS
+                }
+            )
 
     # ---- steps ---------------------------------------------------------------------------------
     @property
@@ -150,6 +156,9 @@ class PriceForecastTask(LstmlabTask):
         x = t["x"].unsqueeze(0) if self.stateful else t["x"]  # a stateful net reads the split as one stream
         pred = self(x.to(self.device)).cpu()
         return {
-            "tick": t["tick"], "actual": t["actual"], "model": self.pipeline.output(pred.double(), t["last_close"]),
-            "persistence": t["persistence"], "moving_average": t["moving_average"],
+            "tick": t["tick"],
+            "actual": t["actual"],
+            "model": self.pipeline.output(pred.double(), t["last_close"]),
+            "persistence": t["persistence"],
+            "moving_average": t["moving_average"],
         }

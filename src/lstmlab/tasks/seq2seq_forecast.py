@@ -21,8 +21,9 @@ LOSS_MODULES = {"mse": nn.MSELoss, "mae": nn.L1Loss}
 assert tuple(LOSS_MODULES) == LOSSES, "map exactly the names of lstmlab.choices.LOSSES, in order"
 
 
-def teacher_forcing_ratio(epoch: int, *, ratio: float, schedule: str, end_ratio: float, decay_epochs: int,
-                          k: float) -> float:
+def teacher_forcing_ratio(
+    epoch: int, *, ratio: float, schedule: str, end_ratio: float, decay_epochs: int, k: float
+) -> float:
     """The probability that a training decoder step is fed the true previous value, at ``epoch``; the other
     arguments are ``model.teacher_forcing``'s.
 
@@ -129,8 +130,9 @@ class Seq2SeqForecastTask(LstmlabTask):
             self.net = instantiate(self.net_config_from_data(input_size=columns, output_size=targets))
         if (self.net.input_size, self.net.output_size) != (columns, targets):
             raise ConfigError(
-                f"model.net.input_size={self.net.input_size} / output_size={self.net.output_size} do not match the data: "
-                f"{columns} input columns {self.info['columns']}, {targets} targets; set both to null to take them from the data"
+                f"model.net.input_size={self.net.input_size} / output_size={self.net.output_size} "
+                f"do not match the data: {columns} input columns {self.info['columns']}, {targets} targets; "
+                "set both to null to take them from the data"
             )
         if not self.errors:
             for stage_name in ("val", "test"):
@@ -161,7 +163,8 @@ class Seq2SeqForecastTask(LstmlabTask):
 
     # ---- forecasting ---------------------------------------------------------------------------
     def forward(self, x: Tensor, return_attention: bool = False):
-        """Raw history [B, input_len, C] -> raw forecast [B, horizon, K] (+ attention [B, horizon, heads, input_len])."""
+        """Raw history [B, input_len, C] -> raw forecast [B, horizon, K]
+        (+ attention [B, horizon, heads, input_len])."""
         out = self.net(self.scale(x), self.info["horizon"], return_attention=return_attention)
         if return_attention:
             return self.unscale(out[0]), out[1]

@@ -52,7 +52,8 @@ class SignalRegressionTask(LstmlabTask):
         if self.net.input_size != datamodule.num_inputs:
             raise ConfigError(
                 f"model.net.input_size={self.net.input_size} but the data has {datamodule.num_inputs} inputs per step "
-                f"(S(t) and {datamodule.num_inputs - 1} one-hot frequencies); set model.net.input_size={datamodule.num_inputs}"
+                f"(S(t) and {datamodule.num_inputs - 1} one-hot frequencies); "
+                f"set model.net.input_size={datamodule.num_inputs}"
             )
         if self.metrics:
             return
