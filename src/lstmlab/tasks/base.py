@@ -178,3 +178,15 @@ class LstmlabTask(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_stage("test")
+
+
+class RecurrentNetTask(LstmlabTask):
+    """A task around one recurrent net (the signal and price tasks): ``model.hidden_size`` / ``model.num_layers``
+    set the net's when given, and ``model.recurrent_lr_scale`` sets the recurrent weights' learning rate."""
+
+    def __init__(self, net: Mapping, hidden_size: int | None, num_layers: int | None) -> None:
+        super().__init__()
+        self.net: nn.Module = instantiate(net_config(net, hidden_size, num_layers))
+
+    def recurrent_lr_scale(self) -> float:
+        return self.hparams.recurrent_lr_scale

@@ -6,19 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from torchmetrics.classification import BinaryAccuracy
 
 from lstmlab.data.price_features import PricePipeline
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.base import LstmlabTask, net_config
+from lstmlab.tasks.base import RecurrentNetTask
 
 FORECASTERS = ("model", "persistence", "moving_average")
 
 
-class PriceForecastTask(LstmlabTask):
+class PriceForecastTask(RecurrentNetTask):
     """The net reads ``seq_len`` normalised feature vectors; its last step's output is the forecast.
 
     Training loss: MSE of the normalised log return ``horizon`` ticks ahead (targets ``close`` and ``return``),
@@ -45,15 +44,11 @@ class PriceForecastTask(LstmlabTask):
         num_layers: int | None,
         recurrent_lr_scale: float,
     ) -> None:
-        super().__init__()
+        super().__init__(net, hidden_size, num_layers)
         self.save_hyperparameters(logger=False)
-        self.net: nn.Module = instantiate(net_config(net, hidden_size, num_layers))
         self.pipeline: PricePipeline | None = None
         self.loss_mean = nn.ModuleDict()
         self.metrics = nn.ModuleDict()
-
-    def recurrent_lr_scale(self) -> float:
-        return self.hparams.recurrent_lr_scale
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule

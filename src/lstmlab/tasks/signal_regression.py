@@ -6,15 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
 from lstmlab.errors import ConfigError
-from lstmlab.tasks.base import LstmlabTask, net_config
+from lstmlab.tasks.base import RecurrentNetTask
 
 
-class SignalRegressionTask(LstmlabTask):
+class SignalRegressionTask(RecurrentNetTask):
     """MSE on every step; MSE, MAE and R² per frequency at validation and test.
 
     ``net``, ``optimizer`` and ``scheduler`` are configs (``_target_`` dicts) and are saved as
@@ -36,15 +35,11 @@ class SignalRegressionTask(LstmlabTask):
         metric_skip_steps: int,
         recurrent_lr_scale: float,
     ) -> None:
-        super().__init__()
+        super().__init__(net, hidden_size, num_layers)
         self.save_hyperparameters(logger=False)
-        self.net: nn.Module = instantiate(net_config(net, hidden_size, num_layers))
         self.loss_fn = nn.MSELoss()
         self.metrics = nn.ModuleDict()
         self.target_names: list[str] = []
-
-    def recurrent_lr_scale(self) -> float:
-        return self.hparams.recurrent_lr_scale
 
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
