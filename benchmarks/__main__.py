@@ -2,6 +2,10 @@
 
 Prints the markdown table; writes ``<out>/<date>.json`` (``<date>-quick.json`` with ``--quick``) and
 ``<out>/throughput_vs_length.png`` (``-quick`` likewise). Run from the repository root.
+
+``python -m benchmarks --only classify_realdata [--quick] [--datasets A,B] [--seeds N] [--variants V,...]
+[--overrides "k=v ..."] [--carve-val]``: issue 16's real-data accuracy table (needs ``pip install -e ".[bench]"``;
+runs only when named in --only).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from benchmarks import (
     classifier_inference,
+    classify_realdata,
     data_path,
     framework_overhead,
     price_streaming,
@@ -43,8 +48,11 @@ MEASUREMENTS = {
         data_path,
         sweep_efficiency,
         price_streaming,  # issue 5's streaming figures
+        classify_realdata,  # issue 16's real-data accuracy table
     )
 }
+# measurements that run only when named in --only (hours of training on the full suite)
+OPT_IN = {classify_realdata.KEY}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -72,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generated datasets cache (default $LSTMLAB_ROOT/data or ./data, as lstmlab-train)",
     )
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(MEASUREMENTS)}")
+    for module in MEASUREMENTS.values():
+        if hasattr(module, "add_arguments"):  # a measurement's own options (classify_realdata: --datasets ...)
+            module.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale={args.scale}: must be > 0")
@@ -102,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=data_dir.resolve(),
         work_dir=work_dir,
     )
-    keys = args.only.split(",") if args.only else list(MEASUREMENTS)
+    keys = args.only.split(",") if args.only else [k for k in MEASUREMENTS if k not in OPT_IN]
     machine = machine_info(device)
     print(
         f"lstmlab benchmarks on {machine['device_name']} ({machine['cores']} cores, torch {machine['torch']}, "
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             module = MEASUREMENTS[key]
             t0 = time.perf_counter()
             try:
-                result = module.run(ctx)
+                result = module.run(ctx, args) if hasattr(module, "add_arguments") else module.run(ctx)
             except Exception as err:  # one broken measurement must not hide the others' figures
                 failed = True
                 traceback.print_exc()
@@ -161,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     json_path = ctx.out / f"{report['date']}{suffix}.json"
     write_json(json_path, report)
     print(table)
+    for m in results:  # a measurement's own tables (classify_realdata: accuracy per data set and method)
+        if m.series.get("table_markdown"):
+            print(f"\n{m.title}\n\n{m.series['table_markdown']}")
     print(
         f"\nwrote {json_path}"
         + (f" and {ctx.out / plot_name}" if throughput is not None else "")

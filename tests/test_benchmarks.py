@@ -99,3 +99,33 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
     table = proc.stdout
     assert table.startswith("| measurement |") and ("n/a (not built yet)" in table) == bool(NOT_BUILT)
     assert table.count("\n|") >= 1 + len(MEASURED) + len(NOT_BUILT)
+
+
+@pytest.mark.slow
+def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
+    pytest.importorskip("aeon", reason='the real-data benchmark needs the [bench] extra: pip install -e ".[bench]"')
+    from benchmarks.classify_realdata import QUICK_DATASETS
+
+    from lstmlab.data import splits
+
+    # a file of official splits marks train and test only; until lstmlab carves its val split, the harness does
+    carve = [] if hasattr(splits, "carve_validation") else ["--carve-val"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "classify_realdata", "--quick", "--out", str(tmp_path), *carve],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    methods = ("summary-stats baseline", "1-NN DTW", "MiniRocket", "lstmlab default", "lstmlab mlstm_fcn")
+    accuracy_table = proc.stdout.split("Test accuracy")[1].split("Wall time")[0]
+    header = accuracy_table.splitlines()[2]
+    assert all(f"| {m} |" in header for m in methods), header
+    rows = {line.split("|")[1].strip(): line for line in accuracy_table.splitlines() if line.startswith("| ")}
+    for name in (*QUICK_DATASETS, "mean accuracy (2 sets)", "mean rank (1 = best)"):
+        assert name in rows and "error" not in rows[name] and " - |" not in rows[name], (name, rows.get(name))
+    [result] = tmp_path.glob("*-quick-partial.json")
+    measured = json.loads(result.read_text())["measurements"]["classify_realdata"]
+    assert measured["status"] == "measured" and measured["settings"]["datasets"] == list(QUICK_DATASETS)
