@@ -44,3 +44,28 @@ def best_f1_threshold(probs: Tensor, y: Tensor) -> float:
     k = torch.arange(1, len(hits) + 1, device=probs.device)
     f1 = 2 * tp / (k + hits.sum())  # 2 P R / (P + R) with P = tp / k and R = tp / positives
     return float(probs[order][int(torch.argmax(f1))])
+
+
+def predicted_classes(probs: Tensor, threshold: float) -> Tensor:
+    """Hard predictions: binary ``probs`` [N] at ``threshold``, K-class ``probs`` [N, K] by argmax."""
+    return (probs >= threshold).long() if probs.ndim == 1 else probs.argmax(-1)
+
+
+def confusion_matrix(probs: Tensor, y: Tensor, num_classes: int, threshold: float) -> Tensor:
+    """[K, K] counts: row the true class, column the predicted one."""
+    return M.confusion_matrix(predicted_classes(probs, threshold), y, task="multiclass", num_classes=num_classes)
+
+
+def class_report(probs: Tensor, y: Tensor, class_names: list[str], threshold: float) -> dict[str, list]:
+    """Per-class precision, recall and support, and the confusion matrix (rows true, columns predicted), as lists
+    for metrics.json; binary predictions at ``threshold`` as for accuracy and F1."""
+    k = len(class_names)
+    pred = predicted_classes(probs, threshold)
+    per_class: dict[str, Any] = {"task": "multiclass", "num_classes": k, "average": None}
+    return {
+        "classes": list(class_names),
+        "precision": [round(float(v), 6) for v in M.precision(pred, y, **per_class)],
+        "recall": [round(float(v), 6) for v in M.recall(pred, y, **per_class)],
+        "support": torch.bincount(y, minlength=k).tolist(),
+        "confusion_matrix": confusion_matrix(probs, y, k, threshold).tolist(),
+    }

@@ -78,6 +78,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
         "global_steps": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "best_checkpoint": best_path or None,
+        **stage_reports(task),
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", results)
@@ -111,7 +112,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     run = trainer.test if cfg.split == "test" else trainer.validate
     run(task, datamodule=datamodule)
     metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", {cfg.split: metrics, "checkpoint": str(ckpt)})
+    results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
 
 
@@ -199,6 +201,12 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def stage_reports(task: pl.LightningModule) -> dict[str, Any]:
+    """What a task reports per stage beyond scalars (a classifier: per-class precision, recall, confusion matrix),
+    as ``<stage>_report`` entries of metrics.json."""
+    return {f"{stage}_report": report for stage, report in sorted(getattr(task, "stage_reports", {}).items())}
 
 
 def scalar_metrics(metrics: dict, prefix: str) -> dict[str, float]:

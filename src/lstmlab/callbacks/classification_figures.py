@@ -7,6 +7,7 @@ import torch
 from torchmetrics import functional as M
 
 from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+from lstmlab.metrics import confusion_matrix
 
 
 class ClassificationFigures(pl.Callback):
@@ -72,10 +73,8 @@ def draw_roc_pr(probs: torch.Tensor, y: torch.Tensor, class_names: list[str]):
 
 
 def draw_confusion(probs: torch.Tensor, y: torch.Tensor, class_names: list[str], threshold: float):
-    pred = (probs >= threshold).long() if probs.ndim == 1 else probs.argmax(-1)
     k = len(class_names)
-    matrix = torch.zeros(k, k, dtype=torch.long)
-    matrix.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    matrix = confusion_matrix(probs, y, k, threshold)
     fig, ax = subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
     ax.imshow(matrix.numpy(), cmap="Blues")
     for i in range(k):

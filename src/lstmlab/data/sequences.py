@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +54,12 @@ def write_sequences(path: str | os.PathLike, data: SequenceData, params: dict | 
 
 
 def load_sequences(path: str | os.PathLike, key: str = "data.path") -> SequenceData:
-    """Read and validate a sequence-classification file (schema in the module docstring)."""
+    """Read and validate a sequence-classification file: HDF5 (schema in the module docstring), or by its suffix
+    a UEA/UCR ``.ts``, ``.npz``, ``.csv`` or ``.parquet`` file (``sequence_formats``)."""
+    from lstmlab.data.sequence_formats import READERS, read_sequence_file
+
+    if Path(path).suffix.lower() in READERS:
+        return read_sequence_file(path, key)
     with open_h5(path, key) as f:
         sequences = read_array(f, "sequences", 3, shape_doc="float [N, T_max, C]", finite=False)
         lengths = read_array(f, "lengths", 1, kind="i", shape_doc="int [N]")
@@ -61,6 +67,20 @@ def load_sequences(path: str | os.PathLike, key: str = "data.path") -> SequenceD
         split = read_array(f, "split", 1, kind="i", shape_doc="uint8 [N]") if "split" in f else None
         channel_names = _names(f.attrs.get("channel_names"))
         class_names = _names(f.attrs.get("class_names"))
+    return checked_sequences(path, sequences, lengths, labels, split, channel_names, class_names)
+
+
+def checked_sequences(
+    path,
+    sequences: np.ndarray,
+    lengths: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray | None,
+    channel_names: list[str],
+    class_names: list[str],
+) -> SequenceData:
+    """The schema's rules on arrays read from any format (values past a length are dropped): sizes, ranges,
+    finite valid steps, and every class of the file's val/test splits present in its train split."""
     n, t_max, channels = sequences.shape
     for name, array in (("lengths", lengths), ("labels", labels), ("split", split)):
         if array is not None and array.shape[0] != n:
@@ -81,6 +101,7 @@ def load_sequences(path: str | os.PathLike, key: str = "data.path") -> SequenceD
         raise DataFileError(f"{path}: dataset 'labels' holds a single class; classification needs K >= 2 classes")
     if split is not None:
         _check_values(path, "split", split, 0, 2, "0 (train), 1 (val) or 2 (test)")
+        _check_classes_in_train(path, labels, split, class_names)
     if channel_names and len(channel_names) != channels:
         raise DataFileError(
             f"{path}: attribute channel_names lists {len(channel_names)} names; 'sequences' has C={channels} channels"
@@ -96,6 +117,24 @@ def load_sequences(path: str | os.PathLike, key: str = "data.path") -> SequenceD
         channel_names or [f"channel_{c}" for c in range(channels)],
         class_names or [f"class_{c}" for c in range(k)],
     )
+
+
+def _check_classes_in_train(path, labels: np.ndarray, split: np.ndarray, class_names: list[str]) -> None:
+    """A class the file's own split puts into val or test but never into train cannot be learnt; refuse it.
+    (A train split of a single class is the datamodule's to refuse, with the same words for every split.)"""
+    train = set(np.unique(labels[split == 0]).tolist())
+    if len(train) < 2:
+        return
+    for code, name in ((2, "test"), (1, "val")):
+        unseen = sorted(set(np.unique(labels[split == code]).tolist()) - train)
+        if unseen:
+            k = unseen[0]
+            shown = repr(class_names[k]) if class_names else f"class {k}"
+            count = int(((split == code) & (labels == k)).sum())
+            raise DataFileError(
+                f"{path}: {shown} is in the {name} split ({count} sequence{'s' * (count != 1)}) but never in train; "
+                "a model cannot learn it: move some of its sequences to train, or drop them"
+            )
 
 
 def _check_values(path, name: str, array: np.ndarray, low: int, high: int, expected: str) -> None:

@@ -19,7 +19,7 @@ from torchmetrics import CatMetric
 
 from lstmlab.choices import CLASS_WEIGHTINGS
 from lstmlab.errors import ConfigError
-from lstmlab.metrics import best_f1_threshold, classification_metrics
+from lstmlab.metrics import best_f1_threshold, class_report, classification_metrics
 from lstmlab.tasks.base import LstmlabTask
 
 
@@ -53,6 +53,8 @@ class SequenceClassificationTask(LstmlabTask):
             {stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")}
         )
         self.epoch_outputs: dict[str, dict[str, Tensor]] = {}
+        # per stage, its last epoch's per-class precision / recall and confusion matrix (the runner's metrics.json)
+        self.stage_reports: dict[str, dict[str, list]] = {}
 
     def _build(self, net_cfg: dict) -> None:
         self.net = instantiate(net_cfg)
@@ -161,5 +163,9 @@ class SequenceClassificationTask(LstmlabTask):
             **classification_metrics(probs, y, self.net.num_classes, float(self.decision_threshold), stage),
         }
         self.epoch_outputs[stage] = {"probs": probs.detach().cpu(), "y": y.cpu()}
+        if not self.trainer.sanity_checking:
+            names = getattr(self.trainer.datamodule, "class_names", None)
+            names = names or [f"class_{k}" for k in range(self.net.num_classes)]
+            self.stage_reports[stage] = class_report(probs.cpu(), y.cpu(), names, float(self.decision_threshold))
         self.log_dict(values)
         return values
