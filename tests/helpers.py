@@ -88,6 +88,7 @@ TINY = [
 # experiment=steel_defect on small casting data with a small net; the performance table times a few sequences only
 TINY_CLASSIFIER = [
     "experiment=steel_defect",
+    "trainer.val_check_interval=2",
     "data.generator.n_sequences=90",
     "data.generator.min_length=20",
     "data.generator.max_length=60",

@@ -10,7 +10,7 @@ from helpers import build_datamodule, build_net, with_value, write_user_file
 from lstmlab.data.casting import ensure_casting, generate_casting
 from lstmlab.data.classification_datamodule import channel_statistics
 from lstmlab.data.sequences import load_sequences
-from lstmlab.data.splits import stratified_split
+from lstmlab.data.splits import carve_validation, stratified_split
 from lstmlab.errors import DataFileError
 
 BAD_FILES = {
@@ -102,6 +102,22 @@ def test_stratified_split_keeps_the_class_mix_and_is_seeded():
     again = stratified_split(labels, (0.7, 0.15, 0.15), seed=1)
     assert all((split[s] == again[s]).all() for s in split)
     assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(100))
+
+
+def test_a_file_with_only_train_and_test_gets_a_stratified_val_from_train(tmp_path):
+    # official splits (UCR/UEA): 36 train sequences of 3 classes, no val; the val is carved from train only
+    labels = np.array([0] * 12 + [1] * 12 + [2] * 12 + [0, 1, 2] * 10)
+    split = np.array([0] * 36 + [2] * 30, dtype=np.uint8)
+    train, val = carve_validation(labels, np.flatnonzero(split == 0), (0.7, 0.15, 0.15), seed=0)
+    assert np.bincount(labels[val]).tolist() == [2, 2, 2] and np.bincount(labels[train]).tolist() == [10, 10, 10]
+    assert set(val) | set(train) == set(range(36)) and not set(val) & set(train)
+    # two sequences of a class: one for each; one sequence: it stays in train
+    train, val = carve_validation(np.array([0, 0, 1]), np.arange(3), (0.7, 0.15, 0.15), seed=0)
+    assert labels_of(np.array([0, 0, 1]), val) == [0] and labels_of(np.array([0, 0, 1]), train) == [0, 1]
+
+
+def labels_of(labels: np.ndarray, members: np.ndarray) -> list[int]:
+    return sorted(labels[members].tolist())
 
 
 def test_casting_generator_is_seeded_cached_and_imbalanced(tmp_path):

@@ -220,6 +220,12 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[
         return None
     names = list(name) if isinstance(name, ListConfig) else [name]
     for each in names:
+        if each.startswith("val/") and not any(key.startswith("val/") for key in metrics):
+            interval = OmegaConf.select(cfg, "trainer.val_check_interval")
+            raise ConfigError(
+                f"optimized_metric={each!r}: no validation ran during training (trainer.val_check_interval={interval} "
+                "steps, trainer.check_val_every_n_epoch); validate more often or train longer"
+            )
         if each not in metrics:
             raise ConfigError(f"optimized_metric={each!r} was not logged; logged metrics: {sorted(metrics)}")
     return [metrics[each] for each in names] if isinstance(name, ListConfig) else metrics[name]

@@ -18,7 +18,7 @@ from lstmlab.data.casting import ensure_casting
 from lstmlab.data.datamodule import LstmlabDataModule
 from lstmlab.data.samplers import IndexBatches
 from lstmlab.data.sequences import SequenceData, load_sequences
-from lstmlab.data.splits import SPLITS, stratified_split
+from lstmlab.data.splits import SPLITS, carve_validation, stratified_split
 from lstmlab.errors import DataFileError
 
 
@@ -77,6 +77,10 @@ class SequenceClassificationDataModule(LstmlabDataModule):
         data = load_sequences(self.file_path)
         if data.split is not None:
             members = {name: np.flatnonzero(data.split == code) for code, name in enumerate(SPLITS)}
+            if members["val"].size == 0 and members["train"].size > 1:  # official train/test splits: carve val
+                members["train"], members["val"] = carve_validation(
+                    data.labels, members["train"], self.hparams.split_fractions, self.seed
+                )
             for name, idx in members.items():
                 if idx.size == 0:
                     raise DataFileError(

@@ -71,6 +71,24 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
     return split
 
 
+def carve_validation(
+    labels: np.ndarray, train: np.ndarray, fractions: Sequence[float], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the ``train`` members of a file that marks only train and test into train and val, stratified by
+    class in the ratio of ``fractions``' first two (train : val): every class with two or more members gives val
+    at least one, and keeps at least one in train."""
+    check_split_fractions(fractions)
+    share = fractions[1] / (fractions[0] + fractions[1])
+    rng = np.random.default_rng(seed)
+    kept, carved = [], []
+    for cls in np.unique(labels[train]):
+        members = rng.permutation(train[labels[train] == cls])
+        n_val = min(max(1, int(round(share * members.size))), members.size - 1)
+        carved.append(members[:n_val])
+        kept.append(members[n_val:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(carved))
+
+
 def split_in_time(n: int, fractions: Sequence[float]) -> tuple[int, int]:
     """Where val and test begin among ``n`` examples in time order (the sizes of ``split_sizes``)."""
     sizes = split_sizes(n, fractions)
