@@ -106,12 +106,8 @@ def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
     pytest.importorskip("aeon", reason='the real-data benchmark needs the [bench] extra: pip install -e ".[bench]"')
     from benchmarks.classify_realdata import QUICK_DATASETS
 
-    from lstmlab.data import splits
-
-    # a file of official splits marks train and test only; until lstmlab carves its val split, the harness does
-    carve = [] if hasattr(splits, "carve_validation") else ["--carve-val"]
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "classify_realdata", "--quick", "--out", str(tmp_path), *carve],
+        [sys.executable, "-m", "benchmarks", "--only", "classify_realdata", "--quick", "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -124,7 +120,7 @@ def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
     header = accuracy_table.splitlines()[2]
     assert all(f"| {m} |" in header for m in methods), header
     rows = {line.split("|")[1].strip(): line for line in accuracy_table.splitlines() if line.startswith("| ")}
-    for name in (*QUICK_DATASETS, "mean accuracy (2 sets)", "mean rank (1 = best)"):
+    for name in (*QUICK_DATASETS, "mean accuracy (1 set)", "mean rank (1 = best)"):
         assert name in rows and "error" not in rows[name] and " - |" not in rows[name], (name, rows.get(name))
     [result] = tmp_path.glob("*-quick-partial.json")
     measured = json.loads(result.read_text())["measurements"]["classify_realdata"]
