@@ -26,7 +26,7 @@ LSTM_INPUTS = ("time", "channels")
 
 # ---- tasks -----------------------------------------------------------------------------------------------
 # model.loss (seq2seq forecasting)
-LOSSES = ("mse", "mae")
+LOSSES = ("mse", "mae", "quantile")
 # model.teacher_forcing.schedule (seq2seq forecasting)
 TEACHER_FORCING_SCHEDULES = ("constant", "linear", "inverse_sigmoid")
 # model.class_weighting (classification)
@@ -40,4 +40,9 @@ PRICE_SCALES = ("last_close", "none")
 # data.features.extras (prices): feature families added to the trend and FFT features
 PRICE_EXTRAS = ("returns", "volume")
 # data.missing (series)
-MISSING_POLICIES = ("error", "ffill")
+MISSING_POLICIES = ("error", "ffill", "interpolate")
+
+# data.short_series: a series of a long table too short for context + horizon + hold-out
+SHORT_SERIES_POLICIES = ("error", "skip")
+# model.scaler (forecaster): each window by its own context | the train segment's statistics per series
+FORECAST_SCALERS = ("instance", "train")

@@ -24,6 +24,7 @@ from lstmlab.choices import (
     BASIC_INITS,
     CELLS,
     CLASS_WEIGHTINGS,
+    FORECAST_SCALERS,
     FREEZE_PARTS,
     INITS,
     LOSSES,
@@ -32,6 +33,7 @@ from lstmlab.choices import (
     NORMS,
     POOLINGS,
     PRICE_TARGETS,
+    SHORT_SERIES_POLICIES,
     TEACHER_FORCING_SCHEDULES,
 )
 from lstmlab.errors import ConfigError
@@ -387,10 +389,21 @@ class TeacherForcingSchema:
 class Seq2SeqForecastTaskSchema(TaskSchema):
     net: Seq2SeqNetSchema = MISSING
     loss: str = MISSING
+    quantiles: list[float] = MISSING
+    scaler: str = MISSING
+    scaler_affine: bool = MISSING
+    log_transform: bool = MISSING
+    difference: bool = MISSING
     teacher_forcing: TeacherForcingSchema = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _one_of("loss", self.loss, LOSSES)
+        yield from _one_of("scaler", self.scaler, FORECAST_SCALERS)
+        if _is_set(self.quantiles):
+            if any(not 0 < q < 1 for q in self.quantiles) or list(self.quantiles) != sorted(set(self.quantiles)):
+                yield "quantiles", f"must be increasing levels strictly between 0 and 1, got {list(self.quantiles)}"
+            elif _is_set(self.loss) and self.loss == "quantile" and 0.5 not in self.quantiles:
+                yield "quantiles", f"must hold the median 0.5 (the point forecast), got {list(self.quantiles)}"
         yield from super().problems()
 
 
@@ -415,21 +428,27 @@ class SeriesGeneratorSchema:
 class SeriesDataSchema(DataSchema):
     generator: SeriesGeneratorSchema = MISSING
     time_column: Optional[str] = MISSING
+    id_column: Optional[str] = MISSING
+    freq: Optional[str] = MISSING
     targets: list[str] = MISSING
     covariates: list[str] = MISSING
     missing: str = MISSING
-    input_len: int = MISSING
+    short_series: str = MISSING
+    input_len: Optional[int] = MISSING
     horizon: int = MISSING
     stride: int = MISSING
     season_length: int = MISSING
     split_fractions: Optional[list[float]] = MISSING
     split_dates: Optional[list[str]] = MISSING
+    val_steps: Optional[int] = MISSING
+    test_steps: Optional[int] = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from super().problems()
-        for name in ("input_len", "horizon", "stride", "season_length"):
+        for name in ("input_len", "horizon", "stride", "season_length", "val_steps", "test_steps"):
             yield from _positive(name, getattr(self, name))
         yield from _one_of("missing", self.missing, MISSING_POLICIES)
+        yield from _one_of("short_series", self.short_series, SHORT_SERIES_POLICIES)
         if _is_set(self.targets) and not self.targets:
             yield "targets", "is empty; name at least one column to forecast, e.g. data.targets=[load]"
 

@@ -16,8 +16,22 @@ from lstmlab.errors import ConfigError
 from lstmlab.tasks.base import LstmlabTask
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
+
+
+class PinballLoss(nn.Module):
+    """Mean quantile (pinball) loss of forecasts [..., Q] at ``levels`` [Q] against targets [...]."""
+
+    def __init__(self, levels) -> None:
+        super().__init__()
+        self.register_buffer("levels", torch.as_tensor(list(levels), dtype=torch.float32), persistent=False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        error = target.unsqueeze(-1) - pred
+        return torch.maximum(self.levels * error, (self.levels - 1.0) * error).mean()
+
+
 # the loss module of each name in lstmlab.choices.LOSSES (the list the schema checks)
-LOSS_MODULES = {"mse": nn.MSELoss, "mae": nn.L1Loss}
+LOSS_MODULES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "quantile": PinballLoss}
 assert tuple(LOSS_MODULES) == LOSSES, "map exactly the names of lstmlab.choices.LOSSES, in order"
 
 
@@ -96,6 +110,11 @@ class Seq2SeqForecastTask(LstmlabTask):
         optimizer: Mapping,
         scheduler: Mapping | None,
         loss: str,
+        quantiles: list[float],
+        scaler: str,
+        scaler_affine: bool,
+        log_transform: bool,
+        difference: bool,
         teacher_forcing: Mapping,
     ) -> None:
         super().__init__()
@@ -105,7 +124,7 @@ class Seq2SeqForecastTask(LstmlabTask):
         self.net: nn.Module | None = None
         if net.get("input_size") is not None and net.get("output_size") is not None:
             self.net = instantiate(dict(net))
-        self.loss_fn = LOSS_MODULES[loss]()
+        self.loss_fn = PinballLoss(quantiles) if loss == "quantile" else LOSS_MODULES[loss]()
         self.loss_mean = nn.ModuleDict()
         self.errors = nn.ModuleDict()
         self.info: dict[str, Any] | None = None  # forecast_info of the data: scaler, names, MASE scale
