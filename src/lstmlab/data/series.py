@@ -1,21 +1,32 @@
-"""Multivariate time series: the seeded synthetic generator, and the CSV / HDF5 readers users' files follow.
+"""Multivariate time series: the seeded synthetic generator, and the readers of users' tables and HDF5 files.
 
-HDF5 schema (one file, S series of T steps sharing C named columns):
+Tables (CSV ``.csv``/``.txt``, Parquet ``.parquet``/``.pq``), read with pandas:
+    wide   one series: a header row, one row per time step, numeric columns chosen by name
+           (``data.targets`` then ``data.covariates``) and optionally a time column (``data.time_column``)
+    long   many series in one table: ``data.id_column`` names the series of each row; the rows of a series
+           need not be contiguous, but within a series the stamps must be strictly increasing in file order
+    time column  any date pandas parses (``1949-01``, ``2020-01-01 00:30``, ISO 8601 with a time zone; stamps with
+           different UTC offsets are converted to UTC), or plain numbers. Numbers stay numbers: a CSV column of
+           years such as ``1949`` is numeric (no frequency, no gap check); write ``1949-01-01`` for dates.
+    frequency  ``data.freq`` (a pandas offset alias), else inferred per series with ``pd.infer_freq``, or for
+           irregular stamps the step most of them follow; one file holds one frequency. A stamp missing from
+           that grid is a gap: an error (``missing=error``) or a row filled like a missing value.
+    missing values  empty cells, NA, NaN, null, none, n/a. CSV rows are numbered as in a spreadsheet (the header
+           is row 1); Parquet rows from 1.
+
+HDF5 schema (one file, S series of T steps sharing C named columns; no time or id column):
     series   float32 [S, T, C]   NaN marks a missing value (see ``missing``)
     attrs:   column_names  [C] str   the name of each column, as ``data.targets`` / ``data.covariates`` use them
              seed, generator (JSON), schema_version   when generated
-
-CSV schema: a header row; one row per time step; a time column (``data.time_column``: ISO dates/datetimes or
-plain numbers, strictly increasing) and numeric columns. Empty cells and NA/NaN/null are missing values.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import difflib
 import json
 import os
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +39,18 @@ from lstmlab.errors import ConfigError, DataFileError
 
 SCHEMA_VERSION = 1
 MISSING_TOKENS = {"", "na", "nan", "null", "none", "n/a"}
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass(frozen=True)
 class SeriesData:
-    values: np.ndarray  # float32 [S, T, C], the chosen columns: targets first, then covariates
+    values: list[np.ndarray]  # one float32 [T_s, C] per series: targets first, then covariates; no NaN left
     columns: list[str]  # [C]
     num_targets: int
-    times: list | None  # [T] parsed time stamps (CSV with a time column), else None
+    ids: list[str]  # one per series: the id column's value; HDF5 rows "0", "1", ...; one table series: ["0"]
+    times: list | None  # one pandas Index per series (DatetimeIndex or float Index); None without a time column
+    freq: str | None  # pandas offset alias of date stamps (data.freq or inferred); None otherwise
 
 
 def generate_series(
@@ -81,14 +96,28 @@ def ensure_series(data_dir: str | os.PathLike, params: dict) -> Path:
 
 
 # ---- reading users' files -------------------------------------------------------------------------
+@dataclass
+class _Series:
+    """One series while it is read: values [T, C] (NaN = missing), the file row of each step (None for a step
+    added to close a gap), and its stamps."""
+
+    id: str
+    values: np.ndarray
+    rows: list
+    times: object | None = None
+
+
 def load_series(
     path: str | os.PathLike,
     targets: Sequence[str],
     covariates: Sequence[str] = (),
     time_column: str | None = None,
     missing: str = "error",
+    id_column: str | None = None,
+    freq: str | None = None,
 ) -> SeriesData:
-    """Read the chosen columns of a CSV or HDF5 file (by its suffix), checked and with missing values handled."""
+    """Read the chosen columns of a CSV, Parquet or HDF5 file (by its suffix), one array per series, checked,
+    gaps and missing values handled by ``missing`` (see the module docstring)."""
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"data.missing={missing!r} must be one of {list(MISSING_POLICIES)}")
     if not targets:
@@ -96,17 +125,28 @@ def load_series(
     chosen = list(targets) + list(covariates)
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"data.targets + data.covariates name a column twice: {chosen}")
+    for key, name in (("data.time_column", time_column), ("data.id_column", id_column)):
+        if name is not None and name in chosen:
+            raise ConfigError(f"{key}={name!r} is also in data.targets / data.covariates; choose value columns only")
     path = Path(path)
-    if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
-        if time_column is not None:
-            raise ConfigError(
-                f"data.time_column={time_column!r} applies to CSV files; {path} is HDF5, set data.time_column=null"
-            )
-        values, names, times = _read_h5(path, chosen), chosen, None
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        for key, name in (("data.time_column", time_column), ("data.id_column", id_column)):
+            if name is not None:
+                raise ConfigError(f"{key}={name!r} applies to CSV and Parquet files; {path} is HDF5, set {key}=null")
+        series, offset = [_Series(str(s), v, [None] * len(v)) for s, v in enumerate(_read_h5(path, chosen))], None
     else:
-        values, names, times = _read_csv(path, chosen, time_column)
-    values = _fill_missing(values, names, missing, path)
-    return SeriesData(values.astype(np.float32), names, len(targets), times)
+        series, offset = _read_table(path, chosen, time_column, id_column, freq, missing)
+    if freq is not None and offset is None:
+        raise ConfigError(f"data.freq={freq!r} needs a time column of dates in {path}; set data.freq=null")
+    _fill_missing(series, chosen, missing, path)
+    return SeriesData(
+        values=[s.values.astype(np.float32) for s in series],
+        columns=chosen,
+        num_targets=len(targets),
+        ids=[s.id for s in series],
+        times=None if time_column is None else [s.times for s in series],
+        freq=None if offset is None else offset.freqstr,
+    )
 
 
 def _pick_columns(available: Sequence[str], wanted: Sequence[str], where: str) -> list[int]:
@@ -141,94 +181,302 @@ def _read_h5(path: Path, chosen: Sequence[str]) -> np.ndarray:
         return series[()][:, :, _pick_columns(names, chosen, str(path))].astype(np.float64)
 
 
-def _parse_time(text: str):
+def _read_frame(path: Path):
+    """The file as a DataFrame and the row number users see for each of its rows. CSV cells stay text, so that
+    every conversion below can name the cell it fails on."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataFileError(
+            f"data.path={path}: file not found; pass an existing CSV, Parquet or HDF5 file, or data.path=null"
+        )
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            frame = pd.read_parquet(path)
+        except (ImportError, OSError, ValueError) as err:
+            raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
+        frame.columns = [str(c) for c in frame.columns]
+        return frame.reset_index(drop=True), np.arange(1, len(frame) + 1)
     try:
-        return float(text)
-    except ValueError:
-        return dt.datetime.fromisoformat(text.strip())
+        # blank lines are kept and dropped below so that the row numbers stay those of the file
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataFileError(
+            f"{path}: not a readable CSV file ({err}); expected a header row and one row per step"
+        ) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    blank = frame.apply(lambda col: col.fillna("").str.strip() == "").all(axis=1)
+    rows = np.arange(2, len(frame) + 2)[~blank.to_numpy()]
+    frame = frame[~blank.to_numpy()].reset_index(drop=True)
+    if frame.empty:
+        raise DataFileError(f"{path}: needs a header row and at least one data row")
+    return frame, rows
+
+
+def _as_text(column):
+    """A column as stripped text (pandas NA where empty), and the mask of its missing cells."""
+    text = column.astype("string").str.strip()
+    empty = text.isna() | text.str.lower().isin(MISSING_TOKENS).fillna(True)
+    return text, empty.to_numpy(dtype=bool)
+
+
+def _numbers(column, name: str, rows: np.ndarray, path: Path) -> np.ndarray:
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    text, empty = _as_text(column)
+    values = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(np.isnan(values) & ~empty)
+    if len(bad):
+        raise DataFileError(
+            f"{path}, row {rows[bad[0]]}: column {name!r} holds {text.iloc[bad[0]]!r}, not a number; "
+            "choose numeric columns in data.targets / data.covariates"
+        )
+    return values
+
+
+def parse_stamps(column, where: str, rows: Sequence[int] | None = None):
+    """Time stamps as a pandas Index: a float Index when every stamp is a number, else a DatetimeIndex (time
+    zone kept; different UTC offsets converted to UTC). ``DataFileError`` naming the row of a missing stamp or
+    one pandas cannot parse."""
+    import pandas as pd
+
+    column = pd.Series(column).reset_index(drop=True)
+    rows = np.arange(2, len(column) + 2) if rows is None else np.asarray(rows)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if column.isna().any():
+            raise DataFileError(f"{where}, row {rows[int(np.flatnonzero(column.isna())[0])]}: the time stamp is empty")
+        return pd.DatetimeIndex(column)
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isnan(numbers).any():
+            first = int(np.flatnonzero(np.isnan(numbers))[0])
+            raise DataFileError(f"{where}, row {rows[first]}: the time stamp is empty")
+        return pd.Index(numbers, dtype=np.float64)
+    text, empty = _as_text(column)
+    if empty.any():
+        first = int(np.flatnonzero(empty)[0])
+        raise DataFileError(f"{where}, row {rows[first]}: the time stamp is empty ({text.iloc[first]!r})")
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = text.to_numpy(dtype=object)
+    is_number = ~np.isnan(numbers)
+    if is_number.all():
+        return pd.Index(numbers, dtype=np.float64)
+    stamps = None if is_number.any() else _to_datetime(values)
+    if stamps is None:
+        if is_number.any():
+            first, why = int(np.flatnonzero(~is_number)[0]), " while other stamps are numbers (use one format)"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                each = pd.to_datetime(values, format="mixed", errors="coerce", utc=True)
+            unparsed = np.flatnonzero(np.asarray(each.isna()))
+            first, why = (int(unparsed[0]), "") if len(unparsed) else (0, " in one format with the others")
+        raise DataFileError(
+            f"{where}, row {rows[first]}: time stamp {values[first]!r} is neither a number nor a date pandas "
+            f"parses{why}; write dates such as 2024-01-31, 2024-01-31 15:30 or 2024-01-31T15:30:00+01:00"
+        )
+    return stamps
+
+
+def _to_datetime(values: np.ndarray):
+    """A DatetimeIndex of date strings, or None where pandas cannot read them all."""
+    import pandas as pd
+
+    for options in ({}, {"format": "mixed"}):
+        try:
+            with warnings.catch_warnings():
+                # mixed UTC offsets: pandas warns and returns objects; they are read again in UTC below
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                stamps = pd.to_datetime(values, **options)
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if isinstance(stamps, pd.DatetimeIndex):
+            return stamps
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(values, format="mixed", utc=True))
+        except (ValueError, TypeError, OverflowError):
+            return None
+    return None
 
 
 def parse_times(texts: Sequence[str], where: str) -> list:
-    times = []
-    for row, text in enumerate(texts, start=2):
-        try:
-            times.append(_parse_time(text))
-        except ValueError:
-            raise DataFileError(
-                f"{where}, row {row}: time stamp {text!r} is neither a number nor an ISO date/datetime"
-            ) from None
-    if len({type(t) for t in times}) > 1:
-        raise DataFileError(f"{where}: time stamps mix numbers and dates; use one format")
-    return times
+    """Stamps as Python values (floats, or ``pandas.Timestamp``, a ``datetime``), parsed as the readers do."""
+    return list(parse_stamps(list(texts), where))
 
 
-def _read_csv(path: Path, chosen: Sequence[str], time_column: str | None) -> tuple[np.ndarray, list[str], list | None]:
-    if not path.is_file():
-        raise DataFileError(f"data.path={path}: file not found; pass an existing CSV or HDF5 file, or data.path=null")
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if len(rows) < 2:
-        raise DataFileError(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
-    wanted = ([time_column] if time_column is not None else []) + list(chosen)
-    indices = _pick_columns(header, wanted, str(path))
-    times = None
-    if time_column is not None:
-        times = parse_times(
-            [r[indices[0]] if indices[0] < len(r) else "" for r in body], f"{path}: column {time_column!r}"
+def _read_table(
+    path: Path, chosen: list[str], time_column: str | None, id_column: str | None, freq: str | None, missing: str
+):
+    import pandas as pd
+
+    frame, rows = _read_frame(path)
+    extra = [c for c in (time_column, id_column) if c is not None]
+    _pick_columns(list(frame.columns), extra + chosen, str(path))
+    values = np.stack([_numbers(frame[name], name, rows, path) for name in chosen], axis=1)
+    if id_column is None:
+        groups = {"0": np.arange(len(frame))}
+    else:
+        ids, empty = _as_text(frame[id_column])
+        if empty.any():
+            first = int(np.flatnonzero(empty)[0])
+            raise DataFileError(f"{path}, row {rows[first]}: column {id_column!r} (data.id_column) is empty")
+        codes, uniques = pd.factorize(ids.to_numpy(dtype=object))
+        groups = {str(u): np.flatnonzero(codes == k) for k, u in enumerate(uniques)}
+    series = [_Series(key, values[at], [int(r) for r in rows[at]]) for key, at in groups.items()]
+    if time_column is None:
+        return series, None
+    stamps = parse_stamps(frame[time_column], f"{path}: column {time_column!r}", rows)
+    where = {
+        s.id: f"{path}: column {time_column!r}" + ("" if id_column is None else f", series {s.id!r}") for s in series
+    }
+    for s, at in zip(series, groups.values()):
+        s.times = stamps[at]
+        _check_increasing(s, where[s.id])
+    if not isinstance(stamps, pd.DatetimeIndex):
+        return series, None
+    offset = _file_offset(series, freq, path)
+    if offset is not None:
+        for s in series:
+            _close_gaps(s, offset, missing, where[s.id])
+    return series, offset
+
+
+def _check_increasing(s: _Series, where: str) -> None:
+    times = s.times
+    after = np.flatnonzero(np.asarray(times[1:] <= times[:-1]))
+    if not len(after):
+        return
+    k = int(after[0]) + 1
+    if times[k] == times[k - 1]:
+        raise DataFileError(
+            f"{where}: duplicated time stamp {times[k]} at rows {s.rows[k - 1]} and {s.rows[k]}; keep one row per time"
         )
-        check_increasing(times, f"{path}: column {time_column!r}")
-        indices = indices[1:]
-    values = np.empty((len(body), len(chosen)), np.float64)
-    for i, r in enumerate(body):
-        for j, (col, name) in enumerate(zip(indices, chosen)):
-            cell = r[col].strip() if col < len(r) else ""
-            if cell.lower() in MISSING_TOKENS:
-                values[i, j] = np.nan
-                continue
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise DataFileError(
-                    f"{path}, row {i + 2}: column {name!r} holds {cell!r}, not a number; "
-                    "choose numeric columns in data.targets / data.covariates"
-                ) from None
-    return values[None], list(chosen), times
+    raise DataFileError(
+        f"{where}: time stamps are not increasing: row {s.rows[k]} ({times[k]}) comes after {times[k - 1]}; "
+        "sort the file by time"
+    )
 
 
-def check_increasing(times: Sequence, where: str) -> None:
-    for row in range(1, len(times)):
-        if times[row] == times[row - 1]:
+def _guess_offset(times):
+    """The step of stamps ``pd.infer_freq`` calls irregular (gaps, mostly): the frequency most short runs of
+    them show (so monthly stamps with a gap stay monthly), else the most common difference."""
+    import pandas as pd
+
+    if len(times) < 2:
+        return None
+    if len(times) >= 3 and (inferred := pd.infer_freq(times)):
+        return pd.tseries.frequencies.to_offset(inferred)
+    runs = Counter()
+    if len(times) >= 5:
+        for k in np.unique(np.linspace(0, len(times) - 5, num=min(len(times) - 4, 64)).astype(int)):
+            if inferred := pd.infer_freq(times[k : k + 5]):
+                runs[inferred] += 1
+    if runs:
+        return pd.tseries.frequencies.to_offset(runs.most_common(1)[0][0])
+    steps = pd.Series(times[1:] - times[:-1])
+    return pd.tseries.frequencies.to_offset(steps.mode().iloc[0])
+
+
+def _file_offset(series: list[_Series], freq: str | None, path: Path):
+    import pandas as pd
+
+    if freq is not None:
+        try:
+            return pd.tseries.frequencies.to_offset(freq)
+        except ValueError:
+            raise ConfigError(
+                f"data.freq={freq!r} is not a pandas offset alias (e.g. MS, W-SUN, D, h, 30min); or data.freq=null"
+            ) from None
+    found = None
+    for s in series:
+        offset = _guess_offset(s.times)
+        if offset is None:
+            continue
+        if found is not None and offset != found[1]:
             raise DataFileError(
-                f"{where}: duplicated time stamp {times[row]} at rows {row + 1} and {row + 2}; keep one row per time"
+                f"{path}: series {found[0]!r} has frequency {found[1].freqstr} and series {s.id!r} "
+                f"{offset.freqstr}; one file holds one frequency (set data.freq to read them on one grid)"
             )
-        if times[row] < times[row - 1]:
-            raise DataFileError(
-                f"{where}: time stamps are not increasing: row {row + 2} ({times[row]}) comes after {times[row - 1]}; "
-                "sort the file by time"
-            )
+        found = found or (s.id, offset)
+    return None if found is None else found[1]
 
 
-def _fill_missing(values: np.ndarray, names: Sequence[str], missing: str, path: Path) -> np.ndarray:
-    """``error``: refuse any NaN, naming the column and the first step; ``ffill``: carry the last value forward."""
-    bad = np.isnan(values)
-    if not bad.any():
-        return values
-    series, step, column = (int(i[0]) for i in np.nonzero(bad))
-    first = f"column {names[column]!r}, series {series}, step {step} (CSV row {step + 2})"
+def _close_gaps(s: _Series, offset, missing: str, where: str) -> None:
+    """Check that the stamps lie on ``offset``'s grid from the first to the last; a stamp missing from it is a
+    gap, refused (``missing=error``) or added as a row of missing values."""
+    import pandas as pd
+
+    times = s.times
+    grid = pd.date_range(times[0], times[-1], freq=offset)
+    off = np.flatnonzero(~np.asarray(times.isin(grid)))
+    if len(off):
+        k = int(off[0])
+        raise DataFileError(
+            f"{where}, row {s.rows[k]}: time stamp {times[k]} is off the {offset.freqstr} grid that starts at "
+            f"{times[0]}; fix the stamp or set data.freq to the file's step"
+        )
+    if len(grid) == len(times):
+        return
+    gaps = grid[~np.asarray(grid.isin(times))]
     if missing == "error":
         raise DataFileError(
-            f"{path}: {int(bad.sum())} missing values, the first in {first}; fill them in the file "
-            "or set data.missing=ffill to carry the last value forward"
+            f"{where}: {len(gaps)} time stamps missing from the {offset.freqstr} grid, the first {gaps[0]}; "
+            "add the rows to the file or set data.missing=ffill|interpolate to fill them"
         )
-    if bad[:, 0, :].any():
+    position = grid.get_indexer(times)
+    values = np.full((len(grid), s.values.shape[1]), np.nan)
+    values[position] = s.values
+    rows = [None] * len(grid)
+    for k, p in enumerate(position):
+        rows[p] = s.rows[k]
+    s.values, s.rows, s.times = values, rows, grid
+
+
+def _fill_missing(series: list[_Series], names: Sequence[str], missing: str, path: Path) -> None:
+    """``error``: refuse any NaN, naming the first; ``ffill``: carry the last value forward; ``interpolate``:
+    linear in time (in steps without stamps), trailing values carried forward. Leading NaN: an error for both."""
+    import pandas as pd
+
+    def at(s: _Series, step: int) -> str:
+        if s.rows[step] is None:
+            return f"series {s.id!r}, step {step} ({s.times[step]}, a gap in the stamps)"
+        if s.rows[step] is not None and path.suffix.lower() not in PARQUET_SUFFIXES:
+            return f"series {s.id!r}, CSV row {s.rows[step]}"
+        return f"series {s.id!r}, row {s.rows[step]}"
+
+    def h5_at(s: _Series, step: int) -> str:
+        return f"series {s.id}, step {step}"
+
+    where = h5_at if path.suffix.lower() in HDF5_SUFFIXES else at
+    bad = [np.isnan(s.values) for s in series]
+    total = int(sum(b.sum() for b in bad))
+    if not total:
+        return
+    if missing == "error":
+        s, b = next((s, b) for s, b in zip(series, bad) if b.any())
+        step, column = (int(i[0]) for i in np.nonzero(b))
         raise DataFileError(
-            f"{path}: the first step is missing (column {names[int(np.nonzero(bad[:, 0, :])[1][0])]!r}), where "
-            "data.missing=ffill has nothing to carry forward; drop the leading rows with missing values"
+            f"{path}: {total} missing values, the first in column {names[column]!r}, {where(s, step)}; fill them in "
+            "the file or set data.missing=ffill (carry the last value forward) or data.missing=interpolate"
         )
-    filled = values.copy()
-    for t in range(1, filled.shape[1]):
-        gap = np.isnan(filled[:, t])
-        filled[:, t][gap] = filled[:, t - 1][gap]
-    return filled
+    for s, b in zip(series, bad):
+        if not b.any():
+            continue
+        if b[0].any():
+            raise DataFileError(
+                f"{path}: the first step of column {names[int(np.flatnonzero(b[0])[0])]!r} is missing "
+                f"({where(s, 0)}), where data.missing={missing} has nothing to start from; drop the leading rows "
+                "with missing values"
+            )
+        frame = pd.DataFrame(s.values)
+        if missing == "interpolate":
+            if isinstance(s.times, pd.DatetimeIndex):
+                frame = frame.set_axis(s.times).interpolate(method="time")
+            elif s.times is not None:
+                frame = frame.set_axis(s.times).interpolate(method="index")
+            else:
+                frame = frame.interpolate(method="linear")
+        s.values = frame.ffill().to_numpy(dtype=np.float64)
