@@ -6,13 +6,16 @@ Tables (CSV ``.csv``/``.txt``, Parquet ``.parquet``/``.pq``), read with pandas:
     long   many series in one table: ``data.id_column`` names the series of each row; the rows of a series
            need not be contiguous, but within a series the stamps must be strictly increasing in file order
     time column  any date pandas parses (``1949-01``, ``2020-01-01 00:30``, ISO 8601 with a time zone; stamps with
-           different UTC offsets are converted to UTC), or plain numbers. Numbers stay numbers: a CSV column of
-           years such as ``1949`` is numeric (no frequency, no gap check); write ``1949-01-01`` for dates.
+           different UTC offsets are converted to UTC), or plain numbers. Numbers stay numbers (no frequency, no
+           gap check): a CSV column of years such as ``1949`` is numeric, write ``1949-01-01`` for yearly dates;
+           a Parquet text column is always dates, ``"1949"`` included.
     frequency  ``data.freq`` (a pandas offset alias), else inferred per series with ``pd.infer_freq``, or for
            irregular stamps the step most of them follow; one file holds one frequency. A stamp missing from
            that grid is a gap: an error (``missing=error``) or a row filled like a missing value.
-    missing values  empty cells, NA, NaN, null, none, n/a. CSV rows are numbered as in a spreadsheet (the header
-           is row 1); Parquet rows from 1.
+    missing values  empty cells, NA, NaN, null, none, n/a. ``missing=error`` names the first; ``ffill`` carries
+           the last value forward; ``interpolate`` is linear in time (in steps without stamps), the last value
+           carried past the end. A series that starts with a missing value is an error either way.
+    rows   CSV rows are numbered as in a spreadsheet (the header is row 1); Parquet rows from 1.
 
 HDF5 schema (one file, S series of T steps sharing C named columns; no time or id column):
     series   float32 [S, T, C]   NaN marks a missing value (see ``missing``)
@@ -236,10 +239,10 @@ def _numbers(column, name: str, rows: np.ndarray, path: Path) -> np.ndarray:
     return values
 
 
-def parse_stamps(column, where: str, rows: Sequence[int] | None = None):
-    """Time stamps as a pandas Index: a float Index when every stamp is a number, else a DatetimeIndex (time
-    zone kept; different UTC offsets converted to UTC). ``DataFileError`` naming the row of a missing stamp or
-    one pandas cannot parse."""
+def parse_stamps(column, where: str, rows: Sequence[int] | None = None, text_numbers: bool = True):
+    """Time stamps as a pandas Index: a float Index for a numeric column (or, with ``text_numbers``, text that
+    is all numbers, as every CSV cell is text), else a DatetimeIndex (time zone kept; different UTC offsets
+    converted to UTC). ``DataFileError`` naming the row of a missing stamp or one pandas cannot parse."""
     import pandas as pd
 
     column = pd.Series(column).reset_index(drop=True)
@@ -259,6 +262,8 @@ def parse_stamps(column, where: str, rows: Sequence[int] | None = None):
         first = int(np.flatnonzero(empty)[0])
         raise DataFileError(f"{where}, row {rows[first]}: the time stamp is empty ({text.iloc[first]!r})")
     numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if not text_numbers:
+        numbers[:] = np.nan
     values = text.to_numpy(dtype=object)
     is_number = ~np.isnan(numbers)
     if is_number.all():
@@ -328,7 +333,9 @@ def _read_table(
     series = [_Series(key, values[at], [int(r) for r in rows[at]]) for key, at in groups.items()]
     if time_column is None:
         return series, None
-    stamps = parse_stamps(frame[time_column], f"{path}: column {time_column!r}", rows)
+    # a Parquet text column holds dates even where they look like numbers (years); CSV cells are all text
+    text_numbers = path.suffix.lower() not in PARQUET_SUFFIXES
+    stamps = parse_stamps(frame[time_column], f"{path}: column {time_column!r}", rows, text_numbers)
     where = {
         s.id: f"{path}: column {time_column!r}" + ("" if id_column is None else f", series {s.id!r}") for s in series
     }
@@ -440,17 +447,13 @@ def _fill_missing(series: list[_Series], names: Sequence[str], missing: str, pat
     linear in time (in steps without stamps), trailing values carried forward. Leading NaN: an error for both."""
     import pandas as pd
 
-    def at(s: _Series, step: int) -> str:
-        if s.rows[step] is None:
-            return f"series {s.id!r}, step {step} ({s.times[step]}, a gap in the stamps)"
-        if s.rows[step] is not None and path.suffix.lower() not in PARQUET_SUFFIXES:
-            return f"series {s.id!r}, CSV row {s.rows[step]}"
-        return f"series {s.id!r}, row {s.rows[step]}"
+    # only steps read from the file can hold a missing value here: a gap is refused or filled before
+    def where(s: _Series, step: int) -> str:
+        if path.suffix.lower() in HDF5_SUFFIXES:
+            return f"series {s.id}, step {step}"
+        kind = "row" if path.suffix.lower() in PARQUET_SUFFIXES else "CSV row"
+        return f"series {s.id!r}, {kind} {s.rows[step]}"
 
-    def h5_at(s: _Series, step: int) -> str:
-        return f"series {s.id}, step {step}"
-
-    where = h5_at if path.suffix.lower() in HDF5_SUFFIXES else at
     bad = [np.isnan(s.values) for s in series]
     total = int(sum(b.sum() for b in bad))
     if not total:
