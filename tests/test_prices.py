@@ -239,6 +239,42 @@ def test_bad_csv_files_are_refused_naming_the_line(tmp_path, lines, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("header", "close"),
+    [
+        ("date,open,high,low,close,volume", "close"),
+        ("Datetime,OPEN,HIGH,LOW,CLOSE,VOLUME", "close"),
+        ("timestamp,Open,High,Low,Adj Close,Volume", "adjusted"),
+        ("Date,Open,High,Low,Close,Adj Close,Volume", "close"),  # both: the configured Close wins
+    ],
+    ids=["lowercase", "uppercase", "adj_close_only", "close_and_adj_close"],
+)
+def test_common_header_spellings_load_without_column_overrides(tmp_path, header, close):
+    rows = ["2000-01-03,10,12,9,11,100", "2000-01-04,11,13,10,12,200"]
+    if "Adj Close" in header and close == "close":
+        rows = [r.replace(",100", ",5.5,100").replace(",200", ",6,200") for r in rows]
+    elif close == "adjusted":
+        rows = [r.replace(",11,100", ",5.5,100").replace(",12,200", ",6,200") for r in rows]
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    series = load_price_csv(path)
+    expected = [5.5, 6.0] if close == "adjusted" else [11.0, 12.0]
+    assert series.close.tolist() == expected and series.volume.tolist() == [100.0, 200.0]
+    assert series.open.tolist() == [10.0, 11.0] and list(series.dates) == ["2000-01-03", "2000-01-04"]
+    # an explicit name still wins over the spellings
+    if "Adj Close" in header and close == "close":
+        assert load_price_csv(path, {"close": "Adj Close"}).close.tolist() == [5.5, 6.0]
+
+
+def test_price_dates_in_the_formats_pandas_parses(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("Date,Close,Volume\n2000/01/03,1.5,10\n2000/01/04 09:30,1.6,10\n2000-01-04T11:00:00+01:00,1.7,10\n")
+    assert load_price_csv(path).close.tolist() == [1.5, 1.6, 1.7]
+    path.write_text("Date,Close,Volume\n2000/01/03,1.5,10\n2000/01/03 00:00,1.6,10\n")
+    with pytest.raises(DataFileError, match="line 3: date '2000/01/03 00:00' is not after"):
+        load_price_csv(path)
+
+
 def test_buffer_shorter_than_the_feature_window_is_refused():
     with pytest.raises(
         ConfigError, match="data.features.buffer_size must be longer than the feature window ma_window=10 .*got 8"

@@ -25,7 +25,7 @@ import torch
 
 from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.data.price_features import FeatureBuffer, PricePipeline
-from lstmlab.data.prices import DEFAULT_COLUMNS, header_positions, parse_price, parse_row
+from lstmlab.data.prices import DEFAULT_COLUMNS, header_names, header_positions, parse_price, parse_row
 from lstmlab.errors import ConfigError, DataFileError
 
 
@@ -177,13 +177,14 @@ def csv_ticks(
     required = ("date", "close", "volume") if needs_volume else ("date", "close")
     positions = header_positions(header, columns, required, f"source={name}")
     positions = {role: i for role, i in positions.items() if role in required}
+    found = header_names(header, positions)
     last_key, last_date = -math.inf, None
     for line, row in enumerate(rows, start=2):
         if not row or all(not cell.strip() for cell in row):
             on_skip(f"{name} line {line}: blank line (a gap in the feed); skipped")
             continue
         try:
-            stamp, order, values = parse_row(row, positions, columns)
+            stamp, order, values = parse_row(row, positions, found)
         except ValueError as err:
             on_skip(f"{name} line {line}: {err}; skipped")
             continue

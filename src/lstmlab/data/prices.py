@@ -5,9 +5,13 @@ HDF5 schema of a generated file (one series of T ticks):
     open, high, low, close, volume   float64 [T]
     attrs: seed and generator (JSON), schema_version
 
-CSV files: a header row naming the columns (``data.columns`` maps the roles date/open/high/low/close/volume to
-header names; only date and close are required, volume when a feature uses it), one row per tick, dates
-strictly increasing (ISO dates or datetimes, or plain numbers such as epoch seconds).
+CSV files: a header row naming the columns, one row per tick, dates strictly increasing (any date pandas
+parses, ISO 8601 with or without a time zone, or plain numbers such as epoch seconds). ``data.columns`` maps the
+roles date/open/high/low/close/volume to header names; only date and close are required, volume when a feature
+uses it. A configured name is matched exactly, then ignoring case, spaces and underscores; a role left at its
+default name also accepts the common spellings in ``HEADER_ALIASES`` (``close``, ``CLOSE``, ``Adj Close``,
+``adj_close``, ``timestamp``, ``Datetime`` ...). Where a file has both a close and an adjusted close, the
+close the config names wins (``Close`` by default); ``data.columns.close='Adj Close'`` reads the adjusted one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from lstmlab.errors import DataFileError
 SCHEMA_VERSION = 1
 FIELDS = ("open", "high", "low", "close", "volume")
 DEFAULT_COLUMNS = {"date": "Date", "open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
+# other spellings of a role's header, compared lower-case without spaces, underscores or dashes, in order of
+# preference; used only for a role whose configured name is its default and is not in the file
+HEADER_ALIASES = {
+    "date": ("date", "datetime", "timestamp", "time"),
+    "open": ("open",),
+    "high": ("high",),
+    "low": ("low",),
+    "close": ("close", "adjclose", "adjustedclose"),
+    "volume": ("volume", "vol"),
+}
 
 
 @dataclass(frozen=True)
@@ -134,7 +148,8 @@ def load_prices_h5(path: str | os.PathLike, key: str = "data.path") -> PriceSeri
 
 # ---- CSV -------------------------------------------------------------------------------------------
 def date_key(text: str) -> float:
-    """A sortable number for a date cell: an ISO date/datetime, or a plain number (epoch seconds, an index)."""
+    """A sortable number for a date cell: a plain number (epoch seconds, an index), else the instant of a date
+    (ISO dates quickly; any other pandas reads, as the series reader does); naive times count as UTC."""
     text = text.strip()
     try:
         return float(text)
@@ -143,7 +158,16 @@ def date_key(text: str) -> float:
     try:
         stamp = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"date {text!r} is neither an ISO date (2024-01-31, 2024-01-31T15:30) nor a number") from None
+        import pandas as pd
+
+        try:
+            stamp = pd.Timestamp(text)
+        except (ValueError, TypeError, OverflowError):
+            stamp = None
+        if stamp is None or pd.isna(stamp):
+            raise ValueError(
+                f"date {text!r} is neither a date pandas parses (2024-01-31, 2024-01-31 15:30) nor a number"
+            ) from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.timestamp()
@@ -160,12 +184,29 @@ def parse_price(text: str, column: str) -> float:
     return value
 
 
+def _spelling(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _find_header(names: list[str], role: str, name: str | None) -> int | None:
+    if not name:
+        return None
+    if name in names:
+        return names.index(name)
+    spellings = [_spelling(n) for n in names]
+    wanted = [_spelling(name)]
+    if name == DEFAULT_COLUMNS.get(role):
+        wanted += HEADER_ALIASES.get(role, ())
+    return next((spellings.index(w) for w in wanted if w in spellings), None)
+
+
 def header_positions(
     header: list[str], columns: Mapping[str, str], required: tuple[str, ...], where: str
 ) -> dict[str, int]:
-    """The position of every configured column in ``header``; a clear error for a missing required one."""
+    """The position of every configured column in ``header`` (see the module docstring for the spellings
+    accepted); a clear error for a missing required one."""
     names = [h.strip() for h in header]
-    positions = {role: names.index(columns[role]) for role in columns if columns.get(role) in names}
+    positions = {role: i for role in columns if (i := _find_header(names, role, columns.get(role))) is not None}
     missing = [role for role in required if role not in positions]
     if missing:
         wanted = ", ".join(f"{role}={columns.get(role)!r}" for role in missing)
@@ -181,8 +222,14 @@ def header_positions(
     return positions
 
 
+def header_names(header: list[str], positions: Mapping[str, int]) -> dict[str, str]:
+    """{role: the header name found for it}: what messages about a cell call its column."""
+    return {role: header[i].strip() for role, i in positions.items()}
+
+
 def parse_row(row: list[str], positions: Mapping[str, int], columns: Mapping[str, str]) -> tuple[str, float, dict]:
-    """(date text, its sort key, {role: value}) of one CSV row; ``ValueError`` saying what is wrong with it."""
+    """(date text, its sort key, {role: value}) of one CSV row; ``ValueError`` saying what is wrong with it;
+    ``columns``: the header names (``header_names``) the messages use."""
     if len(row) <= max(positions.values()):
         raise ValueError(f"has {len(row)} fields; the header names column {max(positions.values()) + 1}")
     stamp = row[positions["date"]].strip()
@@ -207,6 +254,7 @@ def load_price_csv(
         if header is None:
             raise DataFileError(f"{key}={path}: the file is empty; expected a header row and one row per tick")
         positions = header_positions(header, columns, required, f"{key}={path}")
+        found = header_names(header, positions)
         values: dict[str, list[float]] = {role: [] for role in positions if role != "date"}
         dates: list[str] = []
         last_key = -math.inf
@@ -214,7 +262,7 @@ def load_price_csv(
             if not row or all(not cell.strip() for cell in row):
                 continue
             try:
-                stamp, order, parsed = parse_row(row, positions, columns)
+                stamp, order, parsed = parse_row(row, positions, found)
             except ValueError as err:
                 raise DataFileError(f"{path} line {line}: {err}; fix or delete that row") from None
             if order <= last_key:

@@ -26,6 +26,7 @@ HDF5 schema (one file, S series of T steps sharing C named columns; no time or i
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import os
 import warnings
@@ -42,6 +43,10 @@ from lstmlab.errors import ConfigError, DataFileError
 
 SCHEMA_VERSION = 1
 MISSING_TOKENS = {"", "na", "nan", "null", "none", "n/a"}
+# every upper/lower-case spelling, for the CSV parser that compares them as written
+NA_SPELLINGS = sorted(
+    {"".join(c) for token in MISSING_TOKENS for c in itertools.product(*[{ch.lower(), ch.upper()} for ch in token])}
+)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -106,7 +111,7 @@ class _Series:
 
     id: str
     values: np.ndarray
-    rows: list
+    rows: np.ndarray
     times: object | None = None
 
 
@@ -136,7 +141,8 @@ def load_series(
         for key, name in (("data.time_column", time_column), ("data.id_column", id_column)):
             if name is not None:
                 raise ConfigError(f"{key}={name!r} applies to CSV and Parquet files; {path} is HDF5, set {key}=null")
-        series, offset = [_Series(str(s), v, [None] * len(v)) for s, v in enumerate(_read_h5(path, chosen))], None
+        series = [_Series(str(s), v, np.full(len(v), None)) for s, v in enumerate(_read_h5(path, chosen))]
+        offset = None
     else:
         series, offset = _read_table(path, chosen, time_column, id_column, freq, missing)
     if freq is not None and offset is None:
@@ -184,9 +190,9 @@ def _read_h5(path: Path, chosen: Sequence[str]) -> np.ndarray:
         return series[()][:, :, _pick_columns(names, chosen, str(path))].astype(np.float64)
 
 
-def _read_frame(path: Path):
-    """The file as a DataFrame and the row number users see for each of its rows. CSV cells stay text, so that
-    every conversion below can name the cell it fails on."""
+def _read_frame(path: Path, text_columns: Sequence[str]):
+    """The file as a DataFrame and the row number users see for each of its rows. Missing-value spellings are
+    NaN; ``text_columns`` (time, id) stay text, so that ``01`` stays an id and stamps parse below."""
     import pandas as pd
 
     if not path.is_file():
@@ -196,21 +202,30 @@ def _read_frame(path: Path):
     if path.suffix.lower() in PARQUET_SUFFIXES:
         try:
             frame = pd.read_parquet(path)
-        except (ImportError, OSError, ValueError) as err:
+        except ImportError:
+            raise DataFileError(f"{path}: reading Parquet needs pyarrow: pip install -e '.[formats]'") from None
+        except (OSError, ValueError) as err:
             raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
         frame.columns = [str(c) for c in frame.columns]
         return frame.reset_index(drop=True), np.arange(1, len(frame) + 1)
     try:
-        # blank lines are kept and dropped below so that the row numbers stay those of the file
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+        # blank lines are kept, then dropped, so that the row numbers stay those of the file
+        frame = pd.read_csv(
+            path,
+            dtype=dict.fromkeys(text_columns, str),
+            keep_default_na=False,
+            na_values=NA_SPELLINGS,
+            skip_blank_lines=False,
+            skipinitialspace=True,
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataFileError(
-            f"{path}: not a readable CSV file ({err}); expected a header row and one row per step"
+            f"{path}: not a readable CSV file ({str(err).strip()}); expected a header row and one row per step"
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    blank = frame.apply(lambda col: col.fillna("").str.strip() == "").all(axis=1)
-    rows = np.arange(2, len(frame) + 2)[~blank.to_numpy()]
-    frame = frame[~blank.to_numpy()].reset_index(drop=True)
+    blank = frame.isna().all(axis=1).to_numpy()
+    rows = np.arange(2, len(frame) + 2)[~blank]
+    frame = frame[~blank].reset_index(drop=True)
     if frame.empty:
         raise DataFileError(f"{path}: needs a header row and at least one data row")
     return frame, rows
@@ -257,19 +272,18 @@ def parse_stamps(column, where: str, rows: Sequence[int] | None = None, text_num
             first = int(np.flatnonzero(np.isnan(numbers))[0])
             raise DataFileError(f"{where}, row {rows[first]}: the time stamp is empty")
         return pd.Index(numbers, dtype=np.float64)
-    text, empty = _as_text(column)
-    if empty.any():
-        first = int(np.flatnonzero(empty)[0])
-        raise DataFileError(f"{where}, row {rows[first]}: the time stamp is empty ({text.iloc[first]!r})")
-    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if not text_numbers:
-        numbers[:] = np.nan
-    values = text.to_numpy(dtype=object)
+    values = column.to_numpy(dtype=object)
+    empty = np.flatnonzero(np.asarray(column.isna()))
+    if len(empty):
+        raise DataFileError(f"{where}, row {rows[empty[0]]}: the time stamp is empty")
+    numbers = np.full(len(values), np.nan)
+    if text_numbers:
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     is_number = ~np.isnan(numbers)
     if is_number.all():
         return pd.Index(numbers, dtype=np.float64)
     stamps = None if is_number.any() else _to_datetime(values)
-    if stamps is None:
+    if stamps is None or stamps.isna().any():
         if is_number.any():
             first, why = int(np.flatnonzero(~is_number)[0]), " while other stamps are numbers (use one format)"
         else:
@@ -317,20 +331,26 @@ def _read_table(
 ):
     import pandas as pd
 
-    frame, rows = _read_frame(path)
     extra = [c for c in (time_column, id_column) if c is not None]
+    frame, rows = _read_frame(path, extra)
     _pick_columns(list(frame.columns), extra + chosen, str(path))
     values = np.stack([_numbers(frame[name], name, rows, path) for name in chosen], axis=1)
     if id_column is None:
         groups = {"0": np.arange(len(frame))}
     else:
-        ids, empty = _as_text(frame[id_column])
-        if empty.any():
-            first = int(np.flatnonzero(empty)[0])
-            raise DataFileError(f"{path}, row {rows[first]}: column {id_column!r} (data.id_column) is empty")
-        codes, uniques = pd.factorize(ids.to_numpy(dtype=object))
-        groups = {str(u): np.flatnonzero(codes == k) for k, u in enumerate(uniques)}
-    series = [_Series(key, values[at], [int(r) for r in rows[at]]) for key, at in groups.items()]
+        # ids compare stripped; the strip runs on the distinct values only (a long table repeats them). The ""
+        # appended last is where an empty cell's code, -1, lands
+        raw_codes, raw = pd.factorize(frame[id_column].to_numpy(dtype=object))
+        merged, uniques = pd.factorize(np.array([str(u).strip() for u in raw] + [""], dtype=object))
+        codes = merged[raw_codes]
+        empty = np.flatnonzero(uniques[codes] == "")
+        if len(empty):
+            raise DataFileError(f"{path}, row {rows[empty[0]]}: column {id_column!r} (data.id_column) is empty")
+        # series in order of first appearance; a stable sort keeps each series' rows in file order
+        order = np.argsort(codes, kind="stable")
+        ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+        groups = {str(u): at for u, at in zip(uniques, np.split(order, ends[:-1])) if len(at)}
+    series = [_Series(key, values[at], rows[at]) for key, at in groups.items()]
     if time_column is None:
         return series, None
     # a Parquet text column holds dates even where they look like numbers (years); CSV cells are all text
@@ -436,9 +456,8 @@ def _close_gaps(s: _Series, offset, missing: str, where: str) -> None:
     position = grid.get_indexer(times)
     values = np.full((len(grid), s.values.shape[1]), np.nan)
     values[position] = s.values
-    rows = [None] * len(grid)
-    for k, p in enumerate(position):
-        rows[p] = s.rows[k]
+    rows = np.full(len(grid), None, dtype=object)
+    rows[position] = s.rows
     s.values, s.rows, s.times = values, rows, grid
 
 
