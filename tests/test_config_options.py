@@ -35,7 +35,7 @@ def options(group: str) -> list[str]:
 
 MODELS, DATA, EXPERIMENTS = options("model"), options("data"), options("experiment")
 # sizes the YAML leaves null (taken from the data at set-up): any valid value builds the net
-DATA_SIZES = {"input_size": 3, "output_size": 1, "num_classes": 2}
+DATA_SIZES = {"input_size": 3, "output_size": 1, "num_classes": 2, "num_quantiles": 1}
 
 
 def test_every_group_is_found():
@@ -113,7 +113,7 @@ CHOICES = [
 @pytest.mark.parametrize(("model", "choice"), CHOICES, ids=[f"{m}-{k}={v}" for m, c in CHOICES for k, v in c.items()])
 def test_every_choice_builds_its_net(model, choice):
     sizes = {
-        "seq2seq_attention": {"input_size": 2, "output_size": 1, "hidden_size": 4, "num_heads": 2},
+        "seq2seq_attention": {"input_size": 2, "output_size": 1, "num_quantiles": 1, "hidden_size": 4, "num_heads": 2},
         "bilstm_classifier": {**SMALL, "input_size": 2, "num_classes": 2},
     }.get(model, SMALL)
     assert isinstance(build_net(model, **sizes, **choice), nn.Module)

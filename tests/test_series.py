@@ -55,44 +55,51 @@ def datamodule(path: Path, **kwargs) -> SeriesDataModule:
 
 
 # ---- windows, splits, scaling ---------------------------------------------------------------------------
-def test_windows_stay_inside_their_split_with_exact_counts(tmp_path):
+def test_windows_hold_out_targets_and_reach_back_for_context(tmp_path):
     dm = datamodule(write_csv(tmp_path / "s.csv"), covariates=["temp"])
-    assert dm.bounds == [0, 60, 80, 100]
-    # (segment length - window of 12) // stride 2 + 1
-    assert {k: len(w) for k, w in dm.splits.items()} == {"train": 25, "val": 5, "test": 5}
-    for (name, windows), begin, end in zip(dm.splits.items(), dm.bounds[:-1], dm.bounds[1:]):
-        starts = windows.starts[:, 1]
-        assert starts.min() >= begin and (starts + 12).max() <= end, name
-    batch = dm.splits["val"][[0, 4]]
+    assert dm.bounds == [[0, 60, 80, 100]]
+    # train: whole windows of 12 inside steps 0..59, targets starting 8, 10, ..., 56; val / test: every window
+    # whose 4 targets lie in the segment, anchored at its end (targets 76..79 down to 60..63, stride 2)
+    assert {k: len(w) for k, w in dm.splits.items()} == {"train": 25, "val": 9, "test": 9}
+    for name, begin, end in (("train", 0, 60), ("val", 60, 80), ("test", 80, 100)):
+        first = dm.splits[name].first
+        targets = first + 8
+        if name == "train":
+            assert first.min() >= 0 and (first + 12).max() <= end
+        else:
+            assert targets.min() == begin and (targets + 4).max() == end, name
+    batch = dm.splits["val"][[0, 8]]
     assert batch["x"].shape == (2, 8, 2) and batch["y"].shape == (2, 4, 1)
     raw = load_series(dm.file_path, ["load", "temp"], time_column="date").values[0]
-    # the first val window starts at the val boundary: input steps 60..67, targets 68..71 (load only)
-    assert torch.equal(batch["x"][0], torch.from_numpy(raw[60:68]))
-    assert torch.equal(batch["y"][0, :, 0], torch.from_numpy(raw[68:72, 0]))
+    # the first val window forecasts steps 60..63 (load only) from context 52..59, the end of the train segment
+    assert torch.equal(batch["x"][0], torch.from_numpy(raw[52:60]))
+    assert torch.equal(batch["y"][0, :, 0], torch.from_numpy(raw[60:64, 0]))
+    assert torch.equal(batch["y"][1, :, 0], torch.from_numpy(raw[76:80, 0]))
 
 
-def test_split_by_dates(tmp_path):
-    dm = datamodule(
-        write_csv(tmp_path / "s.csv"), split_fractions=None, split_dates=["2024-01-03T10:00:00", "2024-01-04"]
-    )
-    assert dm.bounds == [0, 58, 72, 100]
+def test_hold_outs_by_steps_and_by_dates(tmp_path):
+    path = write_csv(tmp_path / "s.csv")
+    assert datamodule(path, split_fractions=None, test_steps=12, val_steps=8).bounds == [[0, 80, 88, 100]]
+    # val_steps left null holds out as many steps as the test
+    assert datamodule(path, test_steps=4).bounds == [[0, 92, 96, 100]]
+    dates = datamodule(path, split_fractions=None, split_dates=["2024-01-03T10:00:00", "2024-01-04"])
+    assert dates.bounds == [[0, 58, 72, 100]]
 
 
-def test_scaler_is_fitted_on_train_only(tmp_path):
+def test_in_sample_scale_and_train_statistics_ignore_the_test_tail(tmp_path):
     path = write_csv(tmp_path / "s.csv")
     before = datamodule(path)
     lines = path.read_text().splitlines()
-    # change every val/test value (rows of steps 60..99): the scaler and MASE scale must not move
-    changed = [line.replace(",1", ",9") if i > 60 else line for i, line in enumerate(lines)]
+    # change every test value (rows of steps 80..99): the MASE scale and the train segments must not move
+    changed = [line.replace(",1", ",9") if i > 80 else line for i, line in enumerate(lines)]
     after = datamodule(
         write_csv(tmp_path / "t.csv", header="\n".join(changed[:1]), rows=[row.split(",") for row in changed[1:]])
     )
     assert not torch.equal(before.splits["test"].values, after.splits["test"].values)
-    train = load_series(path, ["load"], time_column="date").values[0, :60, 0].astype(np.float64)
-    np.testing.assert_allclose(after.scaler_mean, [train.mean()], rtol=1e-6)
-    np.testing.assert_allclose(after.scaler_std, [train.std()], rtol=1e-6)
+    seen = load_series(path, ["load"], time_column="date").values[0][:80, 0].astype(np.float64)
     np.testing.assert_allclose(after.mase_scale, before.mase_scale)
-    np.testing.assert_allclose(after.mase_scale, [np.abs(train[6:] - train[:-6]).mean()], rtol=1e-6)
+    np.testing.assert_allclose(after.mase_scale, [[np.abs(seen[6:] - seen[:-6]).mean()]], rtol=1e-6)
+    np.testing.assert_array_equal(after.train_segments()[0], before.train_segments()[0])
 
 
 def test_hdf5_series_and_forward_fill(tmp_path):
@@ -107,8 +114,8 @@ def test_hdf5_series_and_forward_fill(tmp_path):
     ):
         load_series(path, ["c"], ["a"])
     data = load_series(path, ["c"], ["a"], missing="ffill")
-    assert data.columns == ["c", "a"] and data.values.shape == (2, 40, 2)
-    assert data.values[1, 5, 0] == values[1, 4, 2]
+    assert data.columns == ["c", "a"] and np.stack(data.values).shape == (2, 40, 2) and data.ids == ["0", "1"]
+    assert data.values[1][5, 0] == values[1, 4, 2]
     dm = build_datamodule(
         "series",
         path=str(path),
@@ -146,7 +153,7 @@ def test_generated_series_is_deterministic_and_cached(tmp_path):
 # ---- the net -------------------------------------------------------------------------------------------
 def small_net(**kwargs) -> Seq2SeqAttention:
     torch.manual_seed(0)
-    sizes = {"input_size": 3, "output_size": 2, "hidden_size": 8, "num_heads": 2}
+    sizes = {"input_size": 3, "output_size": 2, "num_quantiles": 1, "hidden_size": 8, "num_heads": 2}
     return build_net("seq2seq_attention", **(sizes | kwargs))
 
 
@@ -203,7 +210,7 @@ def test_teacher_forcing_schedules():
         return teacher_forcing_ratio(epoch, **(shipped | changes))
 
     assert ratio_at(3, ratio=0.7, schedule="constant") == 0.7
-    assert [ratio_at(e, ratio=1.0, schedule="linear", end_ratio=0.0, decay_epochs=4) for e in (0, 2, 4, 9)] == [
+    assert [ratio_at(e, ratio=1.0, schedule="linear", end_ratio=0.0, decay_steps=4) for e in (0, 2, 4, 9)] == [
         1.0,
         0.5,
         0.0,
@@ -241,10 +248,10 @@ BAD_FILES = [
     ("bad_time", {}, _rows_with(10, 0, "noon"), r"row 12: time stamp 'noon' is neither"),
     ("nan_error_policy", {}, _rows_with(30, 1, "NaN"), r"1 missing values, the first in column 'load'.*CSV row 32"),
     (
-        "too_short_per_split",
-        dict(input_len=30),
+        "too_short_for_context_horizon_and_hold_out",
+        dict(input_len=60),
         None,
-        r"the val split has 20 steps, fewer than data.input_len \+ data.horizon = 34",
+        r"too short: 100 steps, where context \+ horizon \+ hold-out need 60 \+ 4 \+ 40",
     ),
 ]
 

@@ -336,6 +336,7 @@ class Seq2SeqNetSchema:
     _target_: str = MISSING
     input_size: Optional[int] = MISSING
     output_size: Optional[int] = MISSING
+    num_quantiles: Optional[int] = MISSING
     hidden_size: int = MISSING
     encoder_hidden_size: Optional[int] = MISSING
     encoder_layers: int = MISSING
@@ -348,7 +349,7 @@ class Seq2SeqNetSchema:
     init: str = MISSING
 
     def problems(self) -> Iterator[Problem]:
-        for name in ("input_size", "output_size", "hidden_size", "encoder_hidden_size", "num_heads"):
+        for name in ("input_size", "output_size", "num_quantiles", "hidden_size", "encoder_hidden_size", "num_heads"):
             yield from _positive(name, getattr(self, name))
         for name in ("encoder_layers", "decoder_layers"):
             yield from _at_least(name, getattr(self, name), 1)
@@ -372,7 +373,7 @@ class TeacherForcingSchema:
     ratio: float = MISSING
     schedule: str = MISSING
     end_ratio: float = MISSING
-    decay_epochs: int = MISSING
+    decay_steps: int = MISSING
     k: float = MISSING
 
     def problems(self) -> Iterator[Problem]:
@@ -381,7 +382,7 @@ class TeacherForcingSchema:
             if _is_set(value) and not 0.0 <= value <= 1.0:
                 yield name, f"must be in [0, 1], got {value}"
         yield from _one_of("schedule", self.schedule, TEACHER_FORCING_SCHEDULES)
-        yield from _positive("decay_epochs", self.decay_epochs)
+        yield from _positive("decay_steps", self.decay_steps)
         yield from _positive("k", self.k)
 
 

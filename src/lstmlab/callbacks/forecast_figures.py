@@ -1,5 +1,5 @@
-"""TensorBoard figures of the multi-step forecaster: history + forecast + truth on a few test windows, and the
-attention weights (decoder step x input step, one panel per head) of the first of them."""
+"""TensorBoard figures of the multi-step forecaster: history + forecast (a fan chart with quantiles) + truth on a
+few test windows, and the attention weights (decoder step x input step, one panel per head) of the first."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ class ForecastFigures(pl.Callback):
         chosen = np.unique(np.linspace(0, len(windows) - 1, self.num_windows).round().astype(int)).tolist()
         batch = windows[chosen]
         with torch.no_grad():
-            forecast, attention = pl_module(batch["x"].to(pl_module.device), return_attention=True)
+            forecast, attention = pl_module(
+                batch["x"].to(pl_module.device), batch["series"].to(pl_module.device), return_attention=True
+            )
         naive = pl_module.baselines(batch["x"])["seasonal_naive"]
         name = pl_module.info["target_names"][0]
         figures = {
             f"{self.tag_prefix}/forecast": draw_forecasts(
-                batch["x"][..., 0], batch["y"][..., 0], forecast.cpu()[..., 0], naive[..., 0], chosen, name
+                batch["x"][..., 0], batch["y"][..., 0], forecast.cpu()[:, :, 0], naive[..., 0], chosen, name
             ),
             f"{self.tag_prefix}/attention": draw_attention(attention[0].cpu(), f"test window {chosen[0]}"),
         }
@@ -39,12 +41,16 @@ class ForecastFigures(pl.Callback):
 
 
 def draw_forecasts(history, truth, forecast, naive, windows: list[int], name: str):
+    """``forecast`` [B, H] points, or [B, H, Q] quantiles: a fan chart (the outer band shaded, the median drawn)."""
     fig, axes = subplots(len(windows), 1, figsize=(9, 2.0 * len(windows)), squeeze=False)
     past = np.arange(-history.shape[1], 0)
     future = np.arange(truth.shape[1])
     for ax, h, t, f, n, w in zip(axes[:, 0], history, truth, forecast, naive, windows):
         ax.plot(past, h.numpy(), color="gray", linewidth=1.0, label="history")
         ax.plot(future, t.numpy(), color="black", linewidth=1.2, label="truth")
+        if f.dim() == 2:
+            ax.fill_between(future, f[:, 0].numpy(), f[:, -1].numpy(), color="tab:orange", alpha=0.25, label="band")
+            f = f[:, f.shape[1] // 2]
         ax.plot(future, f.numpy(), color="tab:orange", linewidth=1.2, label="forecast")
         ax.plot(future, n.numpy(), color="tab:blue", linewidth=0.8, linestyle="--", label="seasonal naive")
         ax.axvline(-0.5, color="gray", linewidth=0.5)

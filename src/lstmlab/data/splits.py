@@ -7,12 +7,10 @@ no later value trains a model that is scored on an earlier one.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 
 import numpy as np
 
-from lstmlab.data.series import parse_times
 from lstmlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -95,24 +93,33 @@ def split_in_time(n: int, fractions: Sequence[float]) -> tuple[int, int]:
     return sizes["train"], sizes["train"] + sizes["val"]
 
 
-def split_time_axis(
-    num_steps: int, fractions: Sequence[float] | None, dates: Sequence | None, times: list | None
-) -> list[int]:
+def split_time_axis(num_steps: int, fractions: Sequence[float] | None, dates: Sequence | None, times) -> list[int]:
     """[0, val_begin, test_begin, num_steps]: three consecutive segments of a time axis, cut by ``dates``
-    ([val_start, test_start], in the time column's format) or else by ``fractions`` of the steps."""
+    ([val_start, test_start], dates for a date column, numbers for a numeric one; ``times`` the series' stamps,
+    a pandas Index) or else by ``fractions`` of the steps."""
     if dates is not None:
         if times is None:
-            raise ConfigError(
-                "data.split_dates needs time stamps: a CSV with data.time_column set; use data.split_fractions"
-            )
+            raise ConfigError("data.split_dates needs time stamps: set data.time_column; or use data.split_fractions")
         if len(dates) != 2:
             raise ConfigError(f"data.split_dates={list(dates)}: give two dates, [val_start, test_start]")
-        val_start, test_start = parse_times([str(d) for d in dates], "data.split_dates")
-        if type(val_start) is not type(times[0]) or not val_start < test_start:
+        import pandas as pd
+
+        stamps = pd.Index(times)
+        try:
+            if isinstance(stamps, pd.DatetimeIndex):
+                cuts = [pd.Timestamp(str(d)) for d in dates]
+                if stamps.tz is not None:
+                    cuts = [c.tz_localize(stamps.tz) if c.tzinfo is None else c.tz_convert(stamps.tz) for c in cuts]
+            else:
+                cuts = [float(d) for d in dates]
+        except (ValueError, TypeError):
             raise ConfigError(
-                f"data.split_dates={list(dates)}: need val_start < test_start, in the time column's format"
-            )
-        return [0, bisect.bisect_left(times, val_start), bisect.bisect_left(times, test_start), num_steps]
+                f"data.split_dates={list(dates)}: not in the time column's format (dates for a date column, numbers "
+                "for a numeric one)"
+            ) from None
+        if not cuts[0] < cuts[1]:
+            raise ConfigError(f"data.split_dates={list(dates)}: need val_start < test_start")
+        return [0, int(stamps.searchsorted(cuts[0])), int(stamps.searchsorted(cuts[1])), num_steps]
     check_split_fractions(fractions)
     n_train = int(round(fractions[0] * num_steps))
     n_val = int(round(fractions[1] * num_steps))

@@ -4,7 +4,8 @@ The encoder (stacked, uni- or bidirectional) reads the window; its last layer's 
 every decoder layer's state. The decoder (stacked) takes the previous value of the targets at each step; its
 top output is the attention query over the encoder outputs (keys and values), and the context is combined
 with that output before the projection to the targets. The targets are the first ``output_size`` input
-channels, so the decoder starts from the last observed value.
+channels, so the decoder starts from the last observed value. With ``num_quantiles`` Q > 1 the projection gives
+Q values per target (levels in increasing order) and the decoder feeds back the middle one (the median).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def check_heads(num_heads: int, attention_dim: int) -> None:
 
 
 class Seq2SeqAttention(nn.Module):
-    """``x`` [batch, input_len, input_size] -> forecast [batch, horizon, output_size] (+ attention weights)."""
+    """``x`` [batch, input_len, input_size] -> forecast [batch, horizon, output_size] (+ a quantile axis when
+    ``num_quantiles`` > 1) (+ attention weights)."""
 
     # The values come from conf/model/seq2seq_attention.yaml (model.net; the sizes left null there are the data's);
     # tests build the net from it too (tests/helpers.py: build_net).
@@ -37,6 +39,7 @@ class Seq2SeqAttention(nn.Module):
         *,
         input_size: int,
         output_size: int,
+        num_quantiles: int,
         hidden_size: int,
         num_heads: int,
         encoder_hidden_size: int | None,
@@ -56,8 +59,11 @@ class Seq2SeqAttention(nn.Module):
             raise ConfigError(
                 f"model.net.output_size={output_size} exceeds input_size={input_size}: targets are input channels too"
             )
+        if num_quantiles < 1:
+            raise ConfigError(f"model.net.num_quantiles={num_quantiles} must be >= 1")
         self.input_size = input_size
         self.output_size = output_size
+        self.num_quantiles = num_quantiles
         self.num_heads = num_heads
         encoder_hidden = encoder_hidden_size or hidden_size
         directions = 2 if bidirectional else 1
@@ -78,7 +84,7 @@ class Seq2SeqAttention(nn.Module):
         )
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
         self.combined_norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
-        self.project = nn.Linear(hidden_size, output_size)
+        self.project = nn.Linear(hidden_size, output_size * num_quantiles)
 
     # ---- pieces ---------------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -98,12 +104,20 @@ class Seq2SeqAttention(nn.Module):
         return self.memory_norm(memory), state
 
     def decode(self, inputs: Tensor, memory: Tensor, state, need_weights: bool):
-        """Decoder steps for ``inputs`` [B, n, K] -> predictions [B, n, K], weights [B, n, heads, L], state."""
+        """Decoder steps for ``inputs`` [B, n, K] -> predictions [B, n, K] (or [B, n, K, Q]),
+        weights [B, n, heads, L], state."""
         out, state = self.decoder(inputs, state)
         context, weights = self.attention(out, memory, memory, need_weights=need_weights, average_attn_weights=False)
         combined = self.combined_norm(torch.tanh(self.combine(torch.cat([out, context], dim=-1))))
         weights = weights.permute(0, 2, 1, 3) if need_weights else None
-        return self.project(combined), weights, state
+        out = self.project(combined)
+        if self.num_quantiles > 1:
+            out = out.view(*out.shape[:-1], self.output_size, self.num_quantiles)
+        return out, weights, state
+
+    def point(self, prediction: Tensor) -> Tensor:
+        """The value fed back to the next decoder step: the prediction, or its middle quantile."""
+        return prediction[..., self.num_quantiles // 2] if self.num_quantiles > 1 else prediction
 
     # ---- forecasting ----------------------------------------------------------------------------------
     def forward(
@@ -132,7 +146,7 @@ class Seq2SeqAttention(nn.Module):
                 prediction, weights, state = self.decode(previous, memory, state, return_attention)
                 steps.append(prediction)
                 step_weights.append(weights)
-                previous = target[:, t : t + 1] if bool(forced[t]) else prediction
+                previous = target[:, t : t + 1] if bool(forced[t]) else self.point(prediction)
             predictions = torch.cat(steps, dim=1)
             weights = torch.cat(step_weights, dim=1) if return_attention else None
         return (predictions, weights) if return_attention else predictions

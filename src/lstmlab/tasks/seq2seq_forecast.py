@@ -1,4 +1,5 @@
-"""Multi-step forecasting with an encoder-decoder net, scored beside seasonal-naive and last-value baselines."""
+"""Multi-step forecasting with an encoder-decoder net, scored beside seasonal-naive and last-value baselines;
+point forecasts (mse / mae) or quantiles (pinball loss), windows scaled by ``forecast_scaling.WindowScaler``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torchmetrics import MeanMetric, Metric
 from lstmlab.choices import LOSSES, TEACHER_FORCING_SCHEDULES
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.base import LstmlabTask
+from lstmlab.tasks.forecast_scaling import WindowScaler
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
 
@@ -36,20 +38,20 @@ assert tuple(LOSS_MODULES) == LOSSES, "map exactly the names of lstmlab.choices.
 
 
 def teacher_forcing_ratio(
-    epoch: int, *, ratio: float, schedule: str, end_ratio: float, decay_epochs: int, k: float
+    step: int, *, ratio: float, schedule: str, end_ratio: float, decay_steps: int, k: float
 ) -> float:
-    """The probability that a training decoder step is fed the true previous value, at ``epoch``; the other
-    arguments are ``model.teacher_forcing``'s.
+    """The probability that a training decoder step is fed the true previous value at optimizer ``step`` (steps,
+    not epochs: a short series has one batch per epoch); the other arguments are ``model.teacher_forcing``'s.
 
-    ``constant``: ``ratio``; ``linear``: from ``ratio`` to ``end_ratio`` over ``decay_epochs``, then flat;
-    ``inverse_sigmoid``: ``ratio * k / (k + exp(epoch / k))`` (scheduled sampling, Bengio et al. 2015).
+    ``constant``: ``ratio``; ``linear``: from ``ratio`` to ``end_ratio`` over ``decay_steps``, then flat;
+    ``inverse_sigmoid``: ``ratio * k / (k + exp(step / k))`` (scheduled sampling, Bengio et al. 2015).
     """
     if schedule == "constant":
         return ratio
     if schedule == "linear":
-        return ratio + (end_ratio - ratio) * min(epoch / max(decay_epochs, 1), 1.0)
+        return ratio + (end_ratio - ratio) * min(step / max(decay_steps, 1), 1.0)
     if schedule == "inverse_sigmoid":
-        return ratio * k / (k + math.exp(epoch / k))
+        return ratio * k / (k + math.exp(min(step / k, 700.0)))
     raise ConfigError(f"model.teacher_forcing.schedule={schedule!r} must be one of {list(TEACHER_FORCING_SCHEDULES)}")
 
 
@@ -64,42 +66,73 @@ def last_value(history: Tensor, horizon: int) -> Tensor:
 
 
 class ForecastErrors(Metric):
-    """Sums of absolute, squared and symmetric-percentage errors per target over forecasts [B, H, K]."""
+    """Sums of absolute, squared, scaled-absolute (MASE) and symmetric-percentage errors per target over point
+    forecasts [B, H, K]; ``scale`` [B, K] is each window's series' in-sample seasonal-naive error."""
 
     full_state_update = False
 
     def __init__(self, num_targets: int) -> None:
         super().__init__()
-        for name in ("abs_error", "sq_error", "smape"):
+        for name in ("abs_error", "sq_error", "scaled_error", "smape"):
             self.add_state(name, default=torch.zeros(num_targets, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, pred: Tensor, target: Tensor) -> None:
+    def update(self, pred: Tensor, target: Tensor, scale: Tensor) -> None:
         error = (pred - target).double()
         denominator = pred.abs().double() + target.abs().double()
         ratio = torch.where(denominator > 0, 2.0 * error.abs() / denominator.clamp_min(1e-12), torch.zeros_like(error))
         self.abs_error += error.abs().sum(dim=(0, 1))
         self.sq_error += error.pow(2).sum(dim=(0, 1))
+        self.scaled_error += (error.abs() / scale.double().unsqueeze(1)).sum(dim=(0, 1))
         self.smape += ratio.sum(dim=(0, 1))
         self.count += error.shape[0] * error.shape[1]
 
     def compute(self) -> dict[str, Tensor]:
-        """Per target: MAE, RMSE and sMAPE (in percent)."""
+        """Per target: MAE, RMSE, MASE and sMAPE (in percent)."""
         return {
             "mae": self.abs_error / self.count,
             "rmse": (self.sq_error / self.count).sqrt(),
+            "mase": self.scaled_error / self.count,
             "smape": 100.0 * self.smape / self.count,
         }
+
+
+class IntervalScores(Metric):
+    """Quantile forecasts [B, H, K, Q] at ``levels``: the mean pinball loss over levels divided by the series'
+    MASE scale (comparable across series, like MASE) and how often the truth lies between the outer levels."""
+
+    full_state_update = False
+
+    def __init__(self, num_targets: int, levels) -> None:
+        super().__init__()
+        self.levels = list(levels)
+        for name in ("pinball", "inside"):
+            self.add_state(name, default=torch.zeros(num_targets, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, quantiles: Tensor, target: Tensor, scale: Tensor) -> None:
+        levels = torch.tensor(self.levels, dtype=torch.float64, device=target.device)
+        error = target.double().unsqueeze(-1) - quantiles.double()
+        loss = torch.maximum(levels * error, (levels - 1.0) * error).mean(dim=-1)
+        self.pinball += (loss / scale.double().unsqueeze(1)).sum(dim=(0, 1))
+        inside = (target >= quantiles[..., 0]) & (target <= quantiles[..., -1])
+        self.inside += inside.double().sum(dim=(0, 1))
+        self.count += target.shape[0] * target.shape[1]
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"pinball": self.pinball / self.count, "coverage": self.inside / self.count}
 
 
 class Seq2SeqForecastTask(LstmlabTask):
     """Trains ``net`` (an encoder-decoder forecaster) on scaled windows with scheduled teacher forcing.
 
-    ``net.input_size`` / ``net.output_size`` left null are taken from the data (targets + covariates, targets)
-    and written back into the saved hyperparameters; the scaler, column names and MASE scale of the data are
-    saved in every checkpoint, so ``Seq2SeqForecastTask.load_from_checkpoint(path)`` alone rebuilds and can
-    forecast raw values (``forward``). Metrics are in the data's units (scaling inverted); MASE divides MAE by
-    the mean seasonal-naive one-season error on the train segment.
+    ``net.input_size`` / ``output_size`` / ``num_quantiles`` left null are taken from the data and the loss and
+    written back into the saved hyperparameters; what scaling and scoring need (column names, per-series
+    statistics and MASE scales, context and horizon) is saved in every checkpoint, so
+    ``Seq2SeqForecastTask.load_from_checkpoint(path)`` alone rebuilds and forecasts raw values (``forward``).
+    Metrics are in the data's units; MASE divides each window's errors by its series' in-sample seasonal-naive
+    error. With ``loss=quantile`` the point metrics are the median's, plus ``pinball`` and ``coverage`` (of the
+    band between the lowest and the highest level).
     """
 
     # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
@@ -121,42 +154,89 @@ class Seq2SeqForecastTask(LstmlabTask):
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} must be one of {list(LOSSES)}")
         self.save_hyperparameters(logger=False)
+        self.levels = list(quantiles) if loss == "quantile" else [0.5]
         self.net: nn.Module | None = None
-        if net.get("input_size") is not None and net.get("output_size") is not None:
-            self.net = instantiate(dict(net))
-        self.loss_fn = PinballLoss(quantiles) if loss == "quantile" else LOSS_MODULES[loss]()
+        self.scaling: WindowScaler | None = None
+        if all(net.get(k) is not None for k in ("input_size", "output_size", "num_quantiles")):
+            self._build(dict(net))
+        self.loss_fn = PinballLoss(self.levels) if loss == "quantile" else LOSS_MODULES[loss]()
         self.loss_mean = nn.ModuleDict()
         self.errors = nn.ModuleDict()
-        self.info: dict[str, Any] | None = None  # forecast_info of the data: scaler, names, MASE scale
+        self.intervals = nn.ModuleDict()
+        self.info: dict[str, Any] | None = None  # forecast_info of the data, plus the per-series scaler
+
+    def _build(self, net_config: dict) -> None:
+        self.net = instantiate(net_config)
+        hp = self.hparams
+        self.scaling = WindowScaler(
+            net_config["input_size"],
+            net_config["output_size"],
+            scaler=hp.scaler,
+            affine=hp.scaler_affine,
+            log_transform=hp.log_transform,
+            difference=hp.difference,
+        )
 
     def recurrent_lr_scale(self) -> float:
         # no model.recurrent_lr_scale option here: the recurrence learns at the optimizer's rate like the rest
         return 1.0
 
+    @property
+    def quantile_levels(self) -> list[float] | None:
+        return self.levels if len(self.levels) > 1 else None
+
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         data_info = datamodule.forecast_info()
-        if self.info is None:
-            self.info = data_info
-        elif self.info["columns"] != data_info["columns"]:
+        if self.info is not None and self.info["columns"] != data_info["columns"]:
             raise ConfigError(
                 f"the checkpoint was trained on columns {self.info['columns']} but data gives {data_info['columns']}; "
                 "use the same data.targets / data.covariates"
             )
-        columns, targets = len(self.info["columns"]), len(self.info["target_names"])
+        columns, targets = len(data_info["columns"]), len(data_info["target_names"])
         if self.net is None:
-            self.net = instantiate(self.net_config_from_data(input_size=columns, output_size=targets))
+            self._build(
+                self.net_config_from_data(input_size=columns, output_size=targets, num_quantiles=len(self.levels))
+            )
         if (self.net.input_size, self.net.output_size) != (columns, targets):
             raise ConfigError(
                 f"model.net.input_size={self.net.input_size} / output_size={self.net.output_size} "
-                f"do not match the data: {columns} input columns {self.info['columns']}, {targets} targets; "
+                f"do not match the data: {columns} input columns {data_info['columns']}, {targets} targets; "
                 "set both to null to take them from the data"
             )
-        if not self.errors:
-            for stage_name in ("val", "test"):
+        if self.net.num_quantiles != len(self.levels):
+            raise ConfigError(
+                f"model.net.num_quantiles={self.net.num_quantiles} but the loss gives {len(self.levels)} values per "
+                f"step (model.loss={self.hparams.loss}, model.quantiles={list(self.hparams.quantiles)}); "
+                "set model.net.num_quantiles=null"
+            )
+        if self.hparams.log_transform and datamodule.target_minimum() < 0:
+            raise ConfigError(
+                f"model.log_transform=true needs non-negative targets; {datamodule.file_path} has "
+                f"{datamodule.target_minimum():g}; set model.log_transform=false"
+            )
+        if stage == "fit" or self.info is None:
+            self.info = data_info
+            self.scaling.fit_series(datamodule.train_segments())
+            self.info["series_loc"], self.info["series_scale"] = self.scaling.series_loc, self.scaling.series_scale
+        else:  # a trained model on (maybe other) data: scored against that data's own in-sample errors
+            if self.hparams.scaler == "train" and data_info["series_ids"] != self.info["series_ids"]:
+                raise ConfigError(
+                    f"model.scaler=train keeps statistics of the series it was trained on {self.info['series_ids']}; "
+                    f"this data has {data_info['series_ids']}: evaluate on the same series"
+                )
+            self.info = {**self.info, "series_ids": data_info["series_ids"], "mase_scale": data_info["mase_scale"]}
+        for stage_name in ("val", "test"):
+            if stage_name not in self.errors:
                 self.loss_mean[stage_name] = MeanMetric()
                 self.errors[stage_name] = nn.ModuleDict({f: ForecastErrors(targets) for f in FORECASTERS})
+                if self.quantile_levels:
+                    self.intervals[stage_name] = IntervalScores(targets, self.levels)
+        origins = datamodule.backtest[0] if datamodule.backtest else 0
+        for origin in range(origins):
+            if f"origin_{origin}" not in self.errors:
+                self.errors[f"origin_{origin}"] = nn.ModuleDict({"model": ForecastErrors(targets)}).to(self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -165,44 +245,48 @@ class Seq2SeqForecastTask(LstmlabTask):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.info = checkpoint["forecast_info"]
-
-    # ---- scaling -------------------------------------------------------------------------------
-    def _stats(self, channels: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        mean = torch.tensor(self.info["scaler_mean"][:channels], dtype=x.dtype, device=x.device)
-        std = torch.tensor(self.info["scaler_std"][:channels], dtype=x.dtype, device=x.device)
-        return mean, std
-
-    def scale(self, x: Tensor) -> Tensor:
-        mean, std = self._stats(x.shape[-1], x)
-        return (x - mean) / std
-
-    def unscale(self, y: Tensor) -> Tensor:
-        mean, std = self._stats(y.shape[-1], y)
-        return y * std + mean
+        self.scaling.series_loc, self.scaling.series_scale = self.info["series_loc"], self.info["series_scale"]
 
     # ---- forecasting ---------------------------------------------------------------------------
-    def forward(self, x: Tensor, return_attention: bool = False):
-        """Raw history [B, input_len, C] -> raw forecast [B, horizon, K]
-        (+ attention [B, horizon, heads, input_len])."""
-        out = self.net(self.scale(x), self.info["horizon"], return_attention=return_attention)
+    def forward(self, x: Tensor, series: Tensor | None = None, return_attention: bool = False):
+        """Raw context [B, input_len, C] -> raw forecast [B, horizon, K] ([B, horizon, K, Q] with quantiles)
+        (+ attention [B, horizon, heads, input_len]); ``series`` [B] indexes the per-series statistics
+        (``scaler=train``; the first series when None)."""
+        scaled, stats = self.scaling.encode(x, series)
+        out = self.net(scaled, self.info["horizon"], return_attention=return_attention)
         if return_attention:
-            return self.unscale(out[0]), out[1]
-        return self.unscale(out)
+            return self._finish(out[0], stats), out[1]
+        return self._finish(out, stats)
+
+    def _finish(self, out: Tensor, stats) -> Tensor:
+        raw = self.scaling.decode(out, stats)
+        # quantile levels may cross; sorting restores their order without changing the median's meaning
+        return raw.sort(dim=-1).values if raw.dim() == 4 else raw
+
+    def point(self, forecast: Tensor) -> Tensor:
+        """The point forecast [B, H, K] of a forecast: itself, or its median."""
+        return forecast[..., self.levels.index(0.5)] if forecast.dim() == 4 else forecast
 
     def current_teacher_forcing(self) -> float:
-        return teacher_forcing_ratio(self.current_epoch, **self.hparams.teacher_forcing)
+        return teacher_forcing_ratio(self.global_step, **self.hparams.teacher_forcing)
+
+    def _loss(self, out: Tensor, target: Tensor) -> Tensor:
+        if self.hparams.loss == "quantile" and out.dim() == 3:
+            out = out.unsqueeze(-1)
+        return self.loss_fn(out, target)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        target = self.scale(batch["y"])
+        scaled, stats = self.scaling.encode(batch["x"], batch.get("series"))
+        target = self.scaling.encode_target(batch["y"], stats)
         ratio = self.current_teacher_forcing()
-        pred = self.net(self.scale(batch["x"]), target.shape[1], target=target, teacher_forcing_ratio=ratio)
-        loss = self.loss_fn(pred, target)
-        self.log_train_loss(loss, len(pred))
-        self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(pred))
+        out = self.net(scaled, target.shape[1], target=target, teacher_forcing_ratio=ratio)
+        loss = self._loss(out, target)
+        self.log_train_loss(loss, len(out))
+        self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(out))
         return loss
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        return self(batch["x"])
+        return self(batch["x"], batch.get("series"))
 
     def baselines(self, x: Tensor) -> dict[str, Tensor]:
         history = x[..., : len(self.info["target_names"])]
@@ -213,26 +297,51 @@ class Seq2SeqForecastTask(LstmlabTask):
         }
 
     def update_metrics(self, stage: str, batch: dict) -> None:
-        scaled = self.net(self.scale(batch["x"]), batch["y"].shape[1])  # autoregressive: the target is not passed
-        self.loss_mean[stage].update(self.loss_fn(scaled, self.scale(batch["y"])), weight=len(scaled))
-        forecasts = {"model": self.unscale(scaled), **self.baselines(batch["x"])}
-        for name, forecast in forecasts.items():
-            self.errors[stage][name].update(forecast, batch["y"])
+        scaled, stats = self.scaling.encode(batch["x"], batch["series"])
+        out = self.net(scaled, batch["y"].shape[1])  # autoregressive: the target is not passed
+        self.loss_mean[stage].update(self._loss(out, self.scaling.encode_target(batch["y"], stats)), weight=len(out))
+        forecast = self._finish(out, stats)
+        scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=out.device)[batch["series"]]
+        forecasts = {"model": self.point(forecast), **self.baselines(batch["x"])}
+        for name, each in forecasts.items():
+            self.errors[stage][name].update(each, batch["y"], scale)
+        if stage in self.intervals:
+            self.intervals[stage].update(forecast, batch["y"], scale)
+        if stage == "test" and self.trainer.datamodule.backtest is not None:
+            for origin in batch["origin"].unique().tolist():
+                chosen = batch["origin"] == origin
+                self.errors[f"origin_{origin}"]["model"].update(
+                    forecasts["model"][chosen], batch["y"][chosen], scale[chosen]
+                )
 
     def log_stage(self, stage: str) -> dict[str, Tensor]:
-        """``<stage>/mae``, ``<stage>/mase_seasonal_naive`` ...: means over targets; per target with several."""
-        scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=self.device)
+        """``<stage>/mae``, ``<stage>/mase_seasonal_naive`` ...: means over targets; per target with several;
+        ``<stage>/pinball`` and ``<stage>/coverage`` with quantiles; a backtest logs ``backtest/...`` instead of
+        ``test/...``, and ``backtest/<metric>_origin_<i>`` per origin."""
         names = self.info["target_names"]
-        values: dict[str, Tensor] = {f"{stage}/loss": self.loss_mean[stage].compute()}
+        backtest = stage == "test" and self.trainer.datamodule.backtest is not None
+        prefix = "backtest" if backtest else stage
+        values: dict[str, Tensor] = {f"{prefix}/loss": self.loss_mean[stage].compute()}
         self.loss_mean[stage].reset()
-        for forecaster, errors in self.errors[stage].items():
-            suffix = "" if forecaster == "model" else f"_{forecaster}"
-            per_target = errors.compute()
-            per_target["mase"] = per_target["mae"] / scale
-            errors.reset()
-            for metric, value in per_target.items():
-                values[f"{stage}/{metric}{suffix}"] = value.mean().float()
-                if len(names) > 1:
-                    values.update({f"{stage}/{metric}{suffix}_{n}": v.float() for n, v in zip(names, value)})
+        groups = [(self.errors[stage], prefix, "")]
+        if backtest:
+            groups += [(self.errors[k], prefix, f"_{k}") for k in self.errors if k.startswith("origin_")]
+        for group, prefix, origin_suffix in groups:
+            for forecaster, errors in group.items():
+                suffix = ("" if forecaster == "model" else f"_{forecaster}") + origin_suffix
+                values.update(self._named(errors, prefix, suffix, names))
+        if stage in self.intervals:
+            values.update(self._named(self.intervals[stage], prefix, "", names))
         self.log_dict(values)
+        return values
+
+    @staticmethod
+    def _named(metric: Metric, prefix: str, suffix: str, names: list[str]) -> dict[str, Tensor]:
+        per_target = metric.compute()
+        metric.reset()
+        values = {}
+        for name, value in per_target.items():
+            values[f"{prefix}/{name}{suffix}"] = value.mean().float()
+            if len(names) > 1:
+                values.update({f"{prefix}/{name}{suffix}_{n}": v.float() for n, v in zip(names, value)})
         return values

@@ -1,0 +1,129 @@
+"""How the forecaster's windows reach the net and its outputs come back in the data's units.
+
+A forecaster that sees values scaled by the train segment's statistics has never seen the levels a trending
+series reaches later; scaled by its own context instead (instance normalisation, as RevIN does), every window
+looks alike whatever its level, and the output is unscaled by the same statistics. The steps, in order, each
+inverted on the way out:
+
+1. ``log_transform``: ``log1p`` of the targets (a seasonality that grows with the level becomes additive);
+2. ``scaler``: ``instance`` (the context's mean and standard deviation per channel) or ``train`` (the train
+   segment's, per series, fitted once with ``fit_series``); with ``affine`` a learnable scale and shift per channel;
+3. ``difference``: the targets as first differences (the net forecasts changes; the forecast is their running sum
+   from the last context value).
+
+A context whose spread is (near) zero is scaled by a floor relative to its level, so a constant window forecasts
+its level instead of dividing by zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+# a spread below this fraction of the level counts as constant
+RELATIVE_FLOOR = 1e-3
+
+
+@dataclass
+class WindowStats:
+    """What inverting one batch needs: per window and channel location and scale [B, 1, C], and the last scaled
+    target value of the context [B, 1, K] (the start of the running sum when differencing)."""
+
+    loc: Tensor
+    scale: Tensor
+    last: Tensor
+
+
+class WindowScaler(nn.Module):
+    def __init__(
+        self, num_channels: int, num_targets: int, *, scaler: str, affine: bool, log_transform: bool, difference: bool
+    ) -> None:
+        super().__init__()
+        self.num_targets = num_targets
+        self.scaler = scaler
+        self.log_transform = log_transform
+        self.difference = difference
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
+        self.series_loc: list | None = None  # scaler=train: per series [C] (after the log transform)
+        self.series_scale: list | None = None
+        self._told_constant = False
+
+    # ---- fitting (scaler=train) ---------------------------------------------------------------------------
+    def fit_series(self, segments: list[np.ndarray]) -> None:
+        """Per-series statistics of the train segments [T, C] (raw), kept for ``scaler=train``."""
+        locs, scales = [], []
+        for segment in segments:
+            values = self._log(torch.from_numpy(np.asarray(segment, dtype=np.float64)))
+            loc = values.mean(dim=0)
+            locs.append(loc.tolist())
+            scales.append(self._floor(values.std(dim=0, unbiased=False), loc).tolist())
+        self.series_loc, self.series_scale = locs, scales
+
+    # ---- the way in ---------------------------------------------------------------------------------------
+    def _log(self, x: Tensor) -> Tensor:
+        if not self.log_transform:
+            return x
+        k = self.num_targets
+        return torch.cat([torch.log1p(x[..., :k]), x[..., k:]], dim=-1)
+
+    def _floor(self, spread: Tensor, loc: Tensor) -> Tensor:
+        floor = (RELATIVE_FLOOR * loc.abs()).clamp_min(1e-8)
+        if not self._told_constant and bool((spread < floor).any()):
+            self._told_constant = True
+            log.warning("a context window is constant (or nearly): it is forecast at its level")
+        return torch.maximum(spread, floor)
+
+    def statistics(self, z: Tensor, series: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.scaler == "instance":
+            loc = z.mean(dim=1, keepdim=True)
+            return loc, self._floor(z.std(dim=1, unbiased=False, keepdim=True), loc)
+        index = torch.zeros(len(z), dtype=torch.long) if series is None else series.long().cpu()
+        loc = torch.tensor(self.series_loc, dtype=z.dtype)[index].unsqueeze(1).to(z.device)
+        return loc, torch.tensor(self.series_scale, dtype=z.dtype)[index].unsqueeze(1).to(z.device)
+
+    def _affine(self, z: Tensor, channels: slice) -> Tensor:
+        return z if self.weight is None else z * self.weight[channels] + self.bias[channels]
+
+    def encode(self, x: Tensor, series: Tensor | None = None) -> tuple[Tensor, WindowStats]:
+        """Raw context [B, L, C] -> the net's input [B, L, C] and what inverting its forecast needs."""
+        z = self._log(x)
+        loc, scale = self.statistics(z, series)
+        scaled = self._affine((z - loc) / scale, slice(None))
+        k = self.num_targets
+        last = scaled[:, -1:, :k]
+        if self.difference:
+            changes = torch.diff(scaled[..., :k], dim=1, prepend=scaled[:, :1, :k])
+            scaled = torch.cat([changes, scaled[..., k:]], dim=-1)
+        return scaled, WindowStats(loc, scale, last)
+
+    def encode_target(self, y: Tensor, stats: WindowStats) -> Tensor:
+        """Raw targets [B, H, K] -> what the net is trained to output for them."""
+        k = self.num_targets
+        scaled = self._affine((self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k], slice(0, k))
+        if self.difference:
+            scaled = torch.diff(scaled, dim=1, prepend=stats.last)
+        return scaled
+
+    # ---- the way out --------------------------------------------------------------------------------------
+    def decode(self, out: Tensor, stats: WindowStats) -> Tensor:
+        """The net's output [B, H, K] or [B, H, K, Q] -> raw forecasts of the same shape."""
+        k = self.num_targets
+        quantiles = out.dim() == 4
+        last, loc, scale = stats.last, stats.loc[..., :k], stats.scale[..., :k]
+        if quantiles:  # broadcast the per-target statistics over the quantile axis
+            last, loc, scale = last.unsqueeze(-1), loc.unsqueeze(-1), scale.unsqueeze(-1)
+        if self.difference:
+            out = last + torch.cumsum(out, dim=1)
+        if self.weight is not None:
+            weight, bias = self.weight[:k], self.bias[:k]
+            if quantiles:
+                weight, bias = weight.unsqueeze(-1), bias.unsqueeze(-1)
+            out = (out - bias) / (weight + 1e-8)
+        out = out * scale + loc
+        return torch.expm1(out) if self.log_transform else out
