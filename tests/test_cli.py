@@ -140,7 +140,7 @@ def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
     assert recurrent == pytest.approx([0.1 * lr for lr in others], rel=1e-6)
     # zero: the recurrence stays the oscillator bank it started as; the gates' input weights and the head train
     _, frozen = train(tmp_path, "experiment=signal_l1", "model.recurrent_lr_scale=0", run_dir="frozen")
-    checkpoint = torch.load(frozen / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(frozen / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     trained = checkpoint["state_dict"]
     start = SignalRegressionTask(**checkpoint["hyper_parameters"]).state_dict()
     assert torch.equal(trained["net.layers.0.weight_hh_l0"], start["net.layers.0.weight_hh_l0"])
@@ -161,7 +161,7 @@ def test_overrides_reach_the_run(tmp_path):
 
     saved = OmegaConf.load(run / ".hydra" / "config.yaml")
     assert saved.trainer.gradient_clip_val == 0.5
-    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert state["net.rnn.weight_hh_l2"].shape == (24, 6)  # 3 layers of 4 gates x 6 units
     assert read_metrics(run)["epochs"] == 1
 

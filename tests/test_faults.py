@@ -40,7 +40,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
 @pytest.mark.slow
@@ -75,7 +75,7 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical(tmp_path):
     wait_for(killed / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
     assert 0 < done < 80, f"the kill was meant to land inside an epoch; the checkpoint is after batch {done}"
 

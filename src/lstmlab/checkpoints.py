@@ -1,12 +1,23 @@
-"""Reading a task back from a checkpoint, with one error that says which file and what to pass instead."""
+"""Reading checkpoints back, with one error that says which file and what to pass instead.
+
+A checkpoint is data, not code: every read goes through ``read_checkpoint`` (``torch.load(weights_only=True)``),
+and Lightning is handed the file only after that read succeeded, with ``weights_only=True`` too. lstmlab's own
+checkpoints hold tensors and plain containers only (dicts, lists, str, numbers, ``OrderedDict``), so no allowlist
+of extra types is needed; a file whose pickle names any other global is refused before anything in it runs.
+"""
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
+
+import torch
 
 from lstmlab.errors import ConfigError
 
 EXAMPLE = "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
+WRITTEN_BY = "lstmlab-train"
 
 
 def check_checkpoint_file(path: str | Path, what: str = "a .ckpt file") -> Path:
@@ -17,13 +28,69 @@ def check_checkpoint_file(path: str | Path, what: str = "a .ckpt file") -> Path:
     return path
 
 
-def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
-    """``task_class.load_from_checkpoint(path)`` on the CPU; a foreign or damaged file raises a ``ConfigError``
-    that names the file and says it should be a checkpoint ``written_by`` (not how unpickling failed)."""
+def read_checkpoint(path: str | Path, written_by: str = WRITTEN_BY) -> dict:
+    """The contents of the checkpoint at ``path`` (on the CPU), unpickled with ``weights_only=True``.
+
+    A file whose pickle needs anything beyond tensors and plain containers is refused with a one-line
+    ``ConfigError`` that names the file and the global it would load; a damaged or foreign file likewise says so.
+    """
+    path = check_checkpoint_file(path)
     try:
-        return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(refusal(path, err, written_by)) from None
     except Exception as err:
         raise ConfigError(
-            f"ckpt_path={path}: not a readable {task_class.__name__} checkpoint ({type(err).__name__}: {err}); "
+            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}: {one_line(err)}); "
             f"pass a checkpoint written by {written_by}"
         ) from None
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(
+            f"ckpt_path={path}: not a checkpoint (it holds a {type(checkpoint).__name__}, not a dict); "
+            f"pass a checkpoint written by {written_by}"
+        )
+    return checkpoint
+
+
+def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
+    """``task_class.load_from_checkpoint(path)`` on the CPU, after ``read_checkpoint`` accepted the file; a foreign
+    or damaged file raises a ``ConfigError`` that names the file and says it should be a checkpoint ``written_by``
+    (not how unpickling failed)."""
+    read_checkpoint(path, written_by)
+    try:
+        return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(
+            f"ckpt_path={path}: not a readable {task_class.__name__} checkpoint ({type(err).__name__}: "
+            f"{one_line(err)}); pass a checkpoint written by {written_by}"
+        ) from None
+
+
+def refusal(path: Path, err: Exception, written_by: str) -> str:
+    """The one line for a file that ``weights_only=True`` would not unpickle, naming what it would have loaded."""
+    names = unsafe_globals(path) or re.findall(r"GLOBAL (\S+)", str(err))
+    if names:
+        return (
+            f"ckpt_path={path}: refused: loading it would run code (pickled {', '.join(names)}); lstmlab checkpoints "
+            f"hold only tensors and plain containers — re-save it or pass a checkpoint written by {written_by}"
+        )
+    # no global named: an object the weights-only unpickler cannot build, or a damaged pickle
+    reason = one_line(err).split("WeightsUnpickler error:")[-1].split(". ")[0].strip()
+    return (
+        f"ckpt_path={path}: refused: it holds more than tensors and plain containers ({reason}); "
+        f"re-save it or pass a checkpoint written by {written_by}"
+    )
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The globals outside torch's weights-only allowlist that the file's pickle names, found by reading the pickle's
+    opcodes (nothing is unpickled); empty for a file in the legacy (non-zip) format, which this scan cannot read."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:
+        return []
+
+
+def one_line(err: Exception) -> str:
+    """The error's text on one line: torch's unpickling errors span several, and the CLI prints one."""
+    return " ".join(str(err).split())[:300]

@@ -21,7 +21,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
+from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint, read_checkpoint
 from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.optuna_trial import TrialLink
 
@@ -57,7 +57,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
 
     if cfg.get("train", True):
         try:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         except SIGTERMException:
             if in_multirun():
                 raise
@@ -68,7 +68,9 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test", True):
         # test the best checkpoint; without one (fast_dev_run, no checkpoint callback) the final weights
-        trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
+        if best_path:
+            read_checkpoint(best_path)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         test_metrics = scalar_metrics(trainer.callback_metrics, "test/")
 
     results = {
@@ -119,7 +121,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
-    """``resume=true`` or ``ckpt_path=last``: this run dir's last.ckpt; ``ckpt_path=<file>``: that file."""
+    """``resume=true`` or ``ckpt_path=last``: this run dir's last.ckpt; ``ckpt_path=<file>``: that file. Either is
+    read once with ``read_checkpoint`` here, so that a file that would run code is refused before any work."""
     ckpt = cfg.get("ckpt_path")
     if cfg.get("resume") or ckpt == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
@@ -127,9 +130,10 @@ def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
             raise ConfigError(
                 f"resume=true: no {last} to resume from; pass hydra.run.dir=<the interrupted run's directory>"
             )
+        read_checkpoint(last)
         return str(last)
     if ckpt is not None:
-        check_checkpoint_file(ckpt, "a .ckpt file, 'last' or null")
+        read_checkpoint(check_checkpoint_file(ckpt, "a .ckpt file, 'last' or null"))
     return ckpt
 
 
