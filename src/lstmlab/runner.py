@@ -73,9 +73,14 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
         trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         test_metrics = scalar_metrics(trainer.callback_metrics, "test/")
 
+    backtest_metrics = {}
+    if cfg.get("test", True) and (cfg.get("backtest") or {}).get("origins"):
+        backtest_metrics = run_backtest(trainer, task, datamodule, cfg.backtest, best_path or None)
+
     results = {
         "val": val_metrics,
         "test": test_metrics,
+        **({"backtest": backtest_metrics} if backtest_metrics else {}),
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -111,12 +116,29 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(saved.data, _convert_="all")
     task = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train for this run")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    if (cfg.get("backtest") or {}).get("origins"):
+        metrics = run_backtest(trainer, task, datamodule, cfg.backtest, None)
+        results = {"backtest": metrics, "checkpoint": str(ckpt)}
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
+        return metrics
     run = trainer.test if cfg.split == "test" else trainer.validate
     run(task, datamodule=datamodule)
     metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
     results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
     write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
+
+
+def run_backtest(trainer: pl.Trainer, task, datamodule, backtest: DictConfig, ckpt_path: str | None) -> dict:
+    """A rolling-origin test: ``backtest.origins`` forecast origins per series, ``backtest.step`` steps apart
+    (null: the horizon), the latest forecasting each series' last steps; ``backtest/<metric>`` over all origins
+    and ``backtest/<metric>_origin_<i>`` per origin (0 = the earliest), logged like the test metrics."""
+    if not hasattr(datamodule, "set_backtest"):
+        raise ConfigError("backtest.origins applies to forecasting runs (data=series); set backtest.origins=0")
+    step = backtest.get("step") or datamodule.hparams.horizon
+    datamodule.set_backtest(int(backtest.origins), int(step))
+    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return scalar_metrics(trainer.callback_metrics, "backtest/")
 
 
 # ---- helpers ---------------------------------------------------------------------------------------

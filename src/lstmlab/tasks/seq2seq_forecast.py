@@ -245,7 +245,7 @@ class Seq2SeqForecastTask(LstmlabTask):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.info = checkpoint["forecast_info"]
-        self.scaling.series_loc, self.scaling.series_scale = self.info["series_loc"], self.info["series_scale"]
+        self.scaling.series_loc, self.scaling.series_scale = self.info.get("series_loc"), self.info.get("series_scale")
 
     # ---- forecasting ---------------------------------------------------------------------------
     def forward(self, x: Tensor, series: Tensor | None = None, return_attention: bool = False):
