@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 # a spread below this fraction of the level counts as constant
-RELATIVE_FLOOR = 1e-3
+RELATIVE_FLOOR = 1e-5
 
 
 @dataclass
