@@ -6,6 +6,10 @@ Prints the markdown table; writes ``<out>/<date>.json`` (``<date>-quick.json`` w
 ``python -m benchmarks --only classify_realdata [--quick] [--datasets A,B] [--seeds N] [--variants V,...]
 [--overrides "k=v ..."] [--carve-val]``: issue 16's real-data accuracy table (needs ``pip install -e ".[bench]"``;
 runs only when named in --only).
+
+``python -m benchmarks --only forecast_realdata [--quick] [--series A,B] [--seeds N] [--overrides "k=v ..."]``:
+issue 15's real-data forecasting table (MASE beside seasonal naive, AutoETS and neuralforecast's LSTM; needs
+``pip install -e ".[bench]"``; runs only when named in --only).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from benchmarks import (
     classifier_inference,
     classify_realdata,
     data_path,
+    forecast_realdata,
     framework_overhead,
     price_streaming,
     startup_time,
@@ -33,7 +38,7 @@ from benchmarks import (
     sweep_efficiency,
     training_throughput,
 )
-from benchmarks.harness import Context, Measurement, Row, command_line, machine_info
+from benchmarks.harness import Context, Measurement, Row, command_line, machine_info, positive_int
 from benchmarks.report import markdown_table, plot_throughput, write_json
 
 # the items of issue 7, in its order
@@ -49,10 +54,11 @@ MEASUREMENTS = {
         sweep_efficiency,
         price_streaming,  # issue 5's streaming figures
         classify_realdata,  # issue 16's real-data accuracy table
+        forecast_realdata,  # issue 15's real-data forecasting table
     )
 }
 # measurements that run only when named in --only (hours of training on the full suite)
-OPT_IN = {classify_realdata.KEY}
+OPT_IN = {classify_realdata.KEY, forecast_realdata.KEY}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -80,6 +86,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generated datasets cache (default $LSTMLAB_ROOT/data or ./data, as lstmlab-train)",
     )
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(MEASUREMENTS)}")
+    shared = parser.add_argument_group(f"real-data benchmarks ({', '.join(sorted(OPT_IN))})")
+    shared.add_argument("--seeds", type=positive_int, default=None, help="seeds per method (default 3; --quick: 1)")
+    shared.add_argument(
+        "--overrides",
+        default="",
+        help='Hydra overrides added to every lstmlab run, e.g. "trainer.max_steps=2000 model.net.hidden_size=64" '
+        "(choose them on the validation figures the run reports, never on test)",
+    )
     for module in MEASUREMENTS.values():
         if hasattr(module, "add_arguments"):  # a measurement's own options (classify_realdata: --datasets ...)
             module.add_arguments(parser)
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = ctx.out / f"{report['date']}{suffix}.json"
     write_json(json_path, report)
     print(table)
-    for m in results:  # a measurement's own tables (classify_realdata: accuracy per data set and method)
+    for m in results:  # a measurement's own tables (the real-data ones: figures per data set and method)
         if m.series.get("table_markdown"):
             print(f"\n{m.title}\n\n{m.series['table_markdown']}")
     print(

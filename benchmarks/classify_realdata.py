@@ -107,13 +107,8 @@ def dataset_list(text: str) -> list[str]:
     return names
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: need an integer >= 1")
-    return int(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Its own options; --seeds (default 3 here) and --overrides are the real-data benchmarks' shared ones."""
     group = parser.add_argument_group(f"{KEY} (runs only when named in --only)")
     group.add_argument(
         "--datasets",
@@ -123,19 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{','.join(QUICK_DATASETS)})",
     )
     group.add_argument(
-        "--seeds", type=positive_int, default=None, help=f"seeds per method (default {DEFAULT_SEEDS}; --quick: 1)"
-    )
-    group.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
         help="comma-separated model options run beside lstmlab's default, each as model=<variant> "
         f"(default {','.join(DEFAULT_VARIANTS)}; '' for none)",
-    )
-    group.add_argument(
-        "--overrides",
-        default="",
-        help='Hydra overrides added to every lstmlab run, e.g. "trainer.max_steps=2000 model.net.hidden_size=64" '
-        "(choose them on the validation accuracies the run reports, never on test)",
     )
     group.add_argument(
         "--carve-val",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
@@ -96,6 +97,13 @@ def not_built(key: str, number: int, title: str, goal: str, issue: str) -> Measu
         rows=[Row(title, NOT_BUILT, goal, NOT_BUILT)],
         notes=f"comes with {issue}",
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need an integer >= 1")
+    return int(text)
 
 
 # ---- timing ----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,3 +124,38 @@ def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in accuracy_table.splitlines() if line.startswith("| ")}
     for name in (*measured["settings"]["datasets"], "mean accuracy (1 set)", "mean rank (1 = best)"):
         assert name in rows and "error" not in rows[name] and " - |" not in rows[name], (name, rows.get(name))
+
+
+@pytest.mark.slow
+def test_quick_forecast_benchmark_scores_every_method_on_one_series(tmp_path):
+    for package in ("statsforecast", "neuralforecast"):
+        pytest.importorskip(package, reason='the forecast benchmark needs the [bench] extra: pip install -e ".[bench]"')
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "forecast_realdata", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [result] = tmp_path.glob("*-quick-partial.json")
+    measured = json.loads(result.read_text())["measurements"]["forecast_realdata"]
+    [name] = measured["settings"]["series"]
+    series = measured["series"]["series"][name]
+    runs = series["runs"]
+    assert set(runs) == {"seasonal_naive", "autoets", "nf_lstm", "lstmlab", "lstmlab_quantile"}
+    assert not series["errors"], series["errors"]
+    for method, method_runs in runs.items():  # every method on the benchmark's one MASE scale
+        assert method_runs, method
+        for run in method_runs:
+            assert math.isfinite(run["mase"]) and run["mase"] > 0 and run["wall_s"] >= 0, (method, run)
+    for run in runs["lstmlab"] + runs["lstmlab_quantile"]:  # lstmlab's own scale is the benchmark's
+        assert abs(run["scale_ratio"] - 1.0) < 1e-3 and run["val_mase"] is not None, run
+    for run in runs["autoets"] + runs["lstmlab_quantile"]:
+        assert 0.0 <= run["coverage"] <= 1.0, run
+    mase_table = proc.stdout.split("Test MASE")[1].split("Wall time")[0]
+    header = mase_table.splitlines()[2]
+    labels = ("seasonal naive", "AutoETS", "neuralforecast LSTM", "lstmlab", "lstmlab quantile")
+    assert all(f"| {label} |" in header for label in labels), header
+    assert any(line.startswith(f"| {name} |") for line in mase_table.splitlines()), mase_table
