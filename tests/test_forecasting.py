@@ -208,13 +208,16 @@ def test_backtest_forecasts_never_read_the_future_of_their_origin(quantile_run, 
     assert not torch.equal(after[~made_before], before[~made_before])  # the change is visible from its origin on
 
 
-def test_eval_runs_a_backtest_from_the_checkpoint(quantile_run, tmp_path):
-    run, _, _ = quantile_run
+def test_eval_runs_a_backtest_from_the_checkpoint_and_writes_its_forecasts(quantile_run, tmp_path):
+    import pandas as pd
+
+    run, table, _ = quantile_run
     run_cli(
         "lstmlab.evaluate",
         f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
         "backtest.origins=3",
         "backtest.step=2",
+        f"predictions={tmp_path / 'forecasts.parquet'}",
         f"hydra.run.dir={tmp_path / 'eval'}",
         "extras.print_config=false",
         cwd=tmp_path,
@@ -222,3 +225,14 @@ def test_eval_runs_a_backtest_from_the_checkpoint(quantile_run, tmp_path):
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["backtest"]
     trained = read_metrics(run)["backtest"]
     assert evaluated["backtest/mase_origin_1"] == pytest.approx(trained["backtest/mase_origin_1"], rel=1e-5)
+
+    forecasts = pd.read_parquet(tmp_path / "forecasts.parquet")
+    # series a and b (tiny was skipped), 3 origins each, 6 steps, one target
+    assert len(forecasts) == 2 * 3 * 6 and set(forecasts.series) == {"a", "b"}
+    assert list(forecasts.columns) == ["series", "origin", "start", "step", "target", "actual", "q0.1", "q0.5", "q0.9"]
+    assert (forecasts["q0.1"] <= forecasts["q0.5"]).all() and (forecasts["q0.5"] <= forecasts["q0.9"]).all()
+    # the latest origin of series a forecasts its last 6 months, from its 91st month (2007-07) on
+    latest = forecasts[(forecasts.series == "a") & (forecasts.origin == 2)]
+    assert set(latest.start) == {"2007-07-01 00:00:00"} and latest.step.tolist() == [1, 2, 3, 4, 5, 6]
+    source = pd.read_csv(table)
+    np.testing.assert_allclose(latest.actual, source[source.id == "a"].value.iloc[-6:], rtol=1e-6)

@@ -116,17 +116,61 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(saved.data, _convert_="all")
     task = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train for this run")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    predictions = Path(cfg.predictions) if cfg.get("predictions") else None
+    if predictions is not None and (predictions.suffix not in (".csv", ".parquet") or cfg.split != "test"):
+        raise ConfigError(
+            f"predictions={predictions}: write forecasts of the test split to a .csv or .parquet file "
+            "(split=test, the default)"
+        )
     if (cfg.get("backtest") or {}).get("origins"):
         metrics = run_backtest(trainer, task, datamodule, cfg.backtest, None)
         results = {"backtest": metrics, "checkpoint": str(ckpt)}
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
-        return metrics
-    run = trainer.test if cfg.split == "test" else trainer.validate
-    run(task, datamodule=datamodule)
-    metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
-    results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
+    else:
+        run = trainer.test if cfg.split == "test" else trainer.validate
+        run(task, datamodule=datamodule)
+        metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
+        results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
+    if predictions is not None:
+        write_forecasts(trainer, task, datamodule, predictions)
+        results["predictions"] = str(predictions)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
+
+
+def write_forecasts(trainer: pl.Trainer, task, datamodule, path: Path) -> None:
+    """One row per test (or backtest) window, forecast step and target: series, origin, start (the first
+    forecast step's stamp), step (1..horizon), target, actual, and ``forecast`` or one ``q<level>`` column per
+    quantile. Written whole or not at all (a temporary file renamed into place)."""
+    if not hasattr(datamodule, "window_origins"):
+        raise ConfigError("predictions=... applies to forecasting runs (data=series); set predictions=null")
+    import pandas as pd
+    import torch
+
+    forecasts = torch.cat(trainer.predict(task, datamodule=datamodule)).cpu()  # [N, H, K] or [N, H, K, Q]
+    windows = datamodule.splits["test"]
+    actual = windows[list(range(len(windows)))]["y"]
+    levels = task.quantile_levels
+    columns = [f"q{level:g}" for level in levels] if levels else ["forecast"]
+    n, horizon, targets = actual.shape
+    table = pd.DataFrame(
+        [
+            {**where, "step": h + 1, "target": name, "actual": float(actual[i, h, k])}
+            for i, where in enumerate(datamodule.window_origins("test"))
+            for h in range(horizon)
+            for k, name in enumerate(task.info["target_names"])
+        ]
+    )
+    values = forecasts.reshape(n * horizon * targets, -1).numpy()
+    for j, column in enumerate(columns):
+        table[column] = values[:, j]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        table.to_parquet(partial, index=False)
+    else:
+        table.to_csv(partial, index=False)
+    partial.replace(path)
+    log.info("forecasts written to %s (%d rows)", path, len(table))
 
 
 def run_backtest(trainer: pl.Trainer, task, datamodule, backtest: DictConfig, ckpt_path: str | None) -> dict:

@@ -242,6 +242,23 @@ class SeriesDataModule(LstmlabDataModule):
         values = self._values.numpy()
         return [values[o : o + cut[1]] for o, cut in zip(self._offsets, self.bounds)]
 
+    def window_origins(self, split: str) -> list[dict]:
+        """Per window of ``split``, in order: its series id, backtest origin and first forecast step (the stamp
+        of that step when the file has a time column, else its index in the series)."""
+        windows = self.splits[split]
+        rows = []
+        for first, series, origin in zip(windows.first.tolist(), windows.series.tolist(), windows.origin.tolist()):
+            step = first - int(self._offsets[series]) + windows.input_len
+            times = self.data.times[self.data.ids.index(self.series_ids[series])] if self.data.times else None
+            rows.append(
+                {
+                    "series": self.series_ids[series],
+                    "origin": origin,
+                    "start": str(times[step]) if times is not None and step < len(times) else step,
+                }
+            )
+        return rows
+
     def target_minimum(self) -> float:
         return float(self._values[:, : self.data.num_targets].min())
 
