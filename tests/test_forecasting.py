@@ -34,6 +34,7 @@ OPTIONS = [
     {"affine": True},
     {"log_transform": True, "difference": True, "affine": True},
     {"scaler": "train"},
+    {"base": "seasonal_naive", "season_length": 4, "affine": True},
 ]
 
 

@@ -46,3 +46,5 @@ MISSING_POLICIES = ("error", "ffill", "interpolate")
 SHORT_SERIES_POLICIES = ("error", "skip")
 # model.scaler (forecaster): each window by its own context | the train segment's statistics per series
 FORECAST_SCALERS = ("instance", "train")
+# model.base_forecast (forecaster): what the net corrects: nothing | the seasonal-naive forecast
+BASE_FORECASTS = ("none", "seasonal_naive")

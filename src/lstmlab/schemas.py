@@ -21,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstmlab.choices import (
     ACTIVATIONS,
+    BASE_FORECASTS,
     BASIC_INITS,
     CELLS,
     CLASS_WEIGHTINGS,
@@ -395,11 +396,15 @@ class Seq2SeqForecastTaskSchema(TaskSchema):
     scaler_affine: bool = MISSING
     log_transform: bool = MISSING
     difference: bool = MISSING
+    base_forecast: str = MISSING
     teacher_forcing: TeacherForcingSchema = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _one_of("loss", self.loss, LOSSES)
         yield from _one_of("scaler", self.scaler, FORECAST_SCALERS)
+        yield from _one_of("base_forecast", self.base_forecast, BASE_FORECASTS)
+        if self.difference is True and _is_set(self.base_forecast) and self.base_forecast != "none":
+            yield "base_forecast", "and model.difference=true both re-express the target; choose one"
         if _is_set(self.quantiles):
             if any(not 0 < q < 1 for q in self.quantiles) or list(self.quantiles) != sorted(set(self.quantiles)):
                 yield "quantiles", f"must be increasing levels strictly between 0 and 1, got {list(self.quantiles)}"

@@ -9,7 +9,9 @@ inverted on the way out:
 2. ``scaler``: ``instance`` (the context's mean and standard deviation per channel) or ``train`` (the train
    segment's, per series, fitted once with ``fit_series``); with ``affine`` a learnable scale and shift per channel;
 3. ``difference``: the targets as first differences (the net forecasts changes; the forecast is their running sum
-   from the last context value).
+   from the last context value); or ``base="seasonal_naive"``: the net forecasts what the seasonal-naive forecast
+   (the context's last season repeated, in scaled units) misses, so it starts from that baseline and learns only
+   the correction a short series can support.
 
 A context whose spread is (near) zero is scaled by a floor relative to its level, so a constant window forecasts
 its level instead of dividing by zero.
@@ -37,14 +39,26 @@ class WindowStats:
     loc: Tensor
     scale: Tensor
     last: Tensor
+    season: Tensor | None = None  # [B, m, K]: the context's last season, scaled (base="seasonal_naive")
 
 
 class WindowScaler(nn.Module):
     def __init__(
-        self, num_channels: int, num_targets: int, *, scaler: str, affine: bool, log_transform: bool, difference: bool
+        self,
+        num_channels: int,
+        num_targets: int,
+        *,
+        scaler: str,
+        affine: bool,
+        log_transform: bool,
+        difference: bool,
+        base: str = "none",
+        season_length: int = 1,
     ) -> None:
         super().__init__()
         self.num_targets = num_targets
+        self.base = base
+        self.season_length = season_length
         self.scaler = scaler
         self.log_transform = log_transform
         self.difference = difference
@@ -97,15 +111,25 @@ class WindowScaler(nn.Module):
         scaled = self._affine((z - loc) / scale, slice(None))
         k = self.num_targets
         last = scaled[:, -1:, :k]
+        season = scaled[:, -self.season_length :, :k] if self.base == "seasonal_naive" else None
         if self.difference:
             changes = torch.diff(scaled[..., :k], dim=1, prepend=scaled[:, :1, :k])
             scaled = torch.cat([changes, scaled[..., k:]], dim=-1)
-        return scaled, WindowStats(loc, scale, last)
+        return scaled, WindowStats(loc, scale, last, season)
+
+    def base_forecast(self, stats: WindowStats, horizon: int) -> Tensor | None:
+        """The scaled forecast the net corrects: the context's last season repeated [B, H, K], or None."""
+        if stats.season is None:
+            return None
+        return stats.season[:, torch.arange(horizon, device=stats.season.device) % stats.season.shape[1]]
 
     def encode_target(self, y: Tensor, stats: WindowStats) -> Tensor:
         """Raw targets [B, H, K] -> what the net is trained to output for them."""
         k = self.num_targets
         scaled = self._affine((self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k], slice(0, k))
+        base = self.base_forecast(stats, y.shape[1])
+        if base is not None:
+            scaled = scaled - base
         if self.difference:
             scaled = torch.diff(scaled, dim=1, prepend=stats.last)
         return scaled
@@ -120,6 +144,9 @@ class WindowScaler(nn.Module):
             last, loc, scale = last.unsqueeze(-1), loc.unsqueeze(-1), scale.unsqueeze(-1)
         if self.difference:
             out = last + torch.cumsum(out, dim=1)
+        base = self.base_forecast(stats, out.shape[1])
+        if base is not None:
+            out = out + (base.unsqueeze(-1) if quantiles else base)
         if self.weight is not None:
             weight, bias = self.weight[:k], self.bias[:k]
             if quantiles:

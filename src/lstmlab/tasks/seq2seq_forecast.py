@@ -148,6 +148,7 @@ class Seq2SeqForecastTask(LstmlabTask):
         scaler_affine: bool,
         log_transform: bool,
         difference: bool,
+        base_forecast: str,
         teacher_forcing: Mapping,
     ) -> None:
         super().__init__()
@@ -175,7 +176,12 @@ class Seq2SeqForecastTask(LstmlabTask):
             affine=hp.scaler_affine,
             log_transform=hp.log_transform,
             difference=hp.difference,
+            base=hp.base_forecast,
         )
+        if hp.base_forecast != "none" and hasattr(self.net, "project"):
+            # the first forecast is the base forecast itself: the net starts from the baseline and learns a correction
+            nn.init.zeros_(self.net.project.weight)
+            nn.init.zeros_(self.net.project.bias)
 
     def recurrent_lr_scale(self) -> float:
         # no model.recurrent_lr_scale option here: the recurrence learns at the optimizer's rate like the rest
@@ -216,6 +222,7 @@ class Seq2SeqForecastTask(LstmlabTask):
                 f"model.log_transform=true needs non-negative targets; {datamodule.file_path} has "
                 f"{datamodule.target_minimum():g}; set model.log_transform=false"
             )
+        self.scaling.season_length = data_info["season_length"]
         if stage == "fit" or self.info is None:
             self.info = data_info
             self.scaling.fit_series(datamodule.train_segments())
@@ -245,6 +252,7 @@ class Seq2SeqForecastTask(LstmlabTask):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.info = checkpoint["forecast_info"]
+        self.scaling.season_length = self.info["season_length"]
         self.scaling.series_loc, self.scaling.series_scale = self.info.get("series_loc"), self.info.get("series_scale")
 
     # ---- forecasting ---------------------------------------------------------------------------
