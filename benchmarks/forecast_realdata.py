@@ -26,7 +26,10 @@ is the scale lstmlab's ``test/mase`` uses. Side by side, per series:
   then ``--overrides``); ``test/mase`` from metrics.json, and ``val/mase`` at the kept checkpoint for choosing
   settings;
 * lstmlab's quantile forecast: the same with ``model.loss=quantile`` (MASE of the median) and ``test/coverage``,
-  the share of test steps inside the 10 % to 90 % quantiles.
+  the share of test steps inside the 10 % to 90 % quantiles;
+* lstmlab's seed ensemble (with 2 seeds or more): the step-by-step median of the point runs' test forecasts
+  (``lstmlab-eval ckpt_path=<run>/checkpoints/best.ckpt predictions=<csv>`` per seed); its wall time is the sum
+  of its members'.
 
 lstmlab reports its own seasonal-naive MASE (``test/mase_seasonal_naive``); its MASE is put on the benchmark's
 scale through the ratio of that figure to the benchmark's own seasonal-naive MASE, which is 1 when both scales
@@ -266,7 +269,8 @@ ETS = "autoets"
 NF_LSTM = "nf_lstm"
 LSTMLAB = "lstmlab"
 LSTMLAB_QUANTILE = "lstmlab_quantile"
-METHODS = (SNAIVE, ETS, NF_LSTM, LSTMLAB, LSTMLAB_QUANTILE)
+LSTMLAB_ENSEMBLE = "lstmlab_ensemble"
+METHODS = (SNAIVE, ETS, NF_LSTM, LSTMLAB, LSTMLAB_QUANTILE, LSTMLAB_ENSEMBLE)
 PEERS = (SNAIVE, ETS, NF_LSTM)
 LSTMLAB_METHODS = (LSTMLAB, LSTMLAB_QUANTILE)
 LABELS = {
@@ -275,6 +279,7 @@ LABELS = {
     NF_LSTM: "neuralforecast LSTM",
     LSTMLAB: "lstmlab",
     LSTMLAB_QUANTILE: "lstmlab quantile",
+    LSTMLAB_ENSEMBLE: "lstmlab seed ensemble",
 }
 
 
@@ -399,6 +404,32 @@ def run_lstmlab(ctx: Context, command: list[str], run_dir: Path, snaive_mase: fl
     }
 
 
+def run_ensemble(ctx: Context, run_dirs: list[Path], actual: np.ndarray, scale: float, walls: list[float]) -> dict:
+    """The median, step by step, of the test forecasts of the point runs of every seed: each run's best checkpoint
+    forecasts the test tail through ``lstmlab-eval ... predictions=<csv>``; MASE on the benchmark's scale."""
+    import pandas as pd
+
+    forecasts = []
+    for run_dir in run_dirs:
+        path = run_dir / "test_forecasts.csv"
+        command = [
+            sys.executable,
+            "-m",
+            "lstmlab.evaluate",
+            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+            f"predictions={path}",
+            f"hydra.run.dir={run_dir / 'eval'}",
+            "extras.print_config=false",
+        ]
+        proc = subprocess.run(command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"lstmlab-eval exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
+        table = pd.read_csv(path).sort_values("step")
+        forecasts.append(table["forecast"].to_numpy(np.float64))
+    median = np.median(np.stack(forecasts), axis=0)
+    return {"mase": mase(median, actual, scale), "members": len(run_dirs), "wall_s": round(sum(walls), 3)}
+
+
 def failure(stderr: str) -> str:
     """The error's own line: Hydra ends a failed run with a hint about HYDRA_FULL_ERROR after it."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
@@ -491,6 +522,14 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
                         file=sys.stderr,
                     )
                 runs[method].append({"seed": seed, **result})
+        members = [r for r in runs[LSTMLAB] if r.get("mase") is not None]
+        if len(members) > 1:  # the seed runs' median forecast: what averaging seeds buys at no extra training
+            try:
+                dirs = [root / "runs" / name / LSTMLAB / f"seed{r['seed']}" for r in members]
+                walls = [r["wall_s"] for r in members]
+                runs[LSTMLAB_ENSEMBLE].append({"seed": None, **run_ensemble(ctx, dirs, actual, scale, walls)})
+            except Exception as err:
+                errors[LSTMLAB_ENSEMBLE] = report_error(name, LSTMLAB_ENSEMBLE, None, err)
         results[name] = {
             "source": f"{source.package}: {source.path}",
             "what": source.what,
