@@ -81,7 +81,7 @@ def test_tensorboard_has_scalars_hparams_and_figures(trained_run):
     logdir = trained_run / "tensorboard"
     files = sorted(logdir.glob("events.out.tfevents.*"))
     assert files
-    scalars, images, hparams, metrics, figures = set(), set(), {}, set(), 0
+    scalars, images, hparams, columns, metrics, figures = set(), set(), {}, [], [], 0
     for f in files:
         acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
         acc.Reload()
@@ -94,12 +94,20 @@ def test_tensorboard_has_scalars_hparams_and_figures(trained_run):
             if tag == "_hparams_/session_start_info":
                 hparams.update(data.session_start_info.hparams)
             if tag == "_hparams_/experiment":
-                metrics |= {m.name.tag for m in data.experiment.metric_infos}
+                columns = [h.name for h in data.experiment.hparam_infos]
+                metrics = [m.name.tag for m in data.experiment.metric_infos]
     assert {"train/loss_epoch", "val/loss", "val/r2", "val/r2_3hz", "val/loss_best", "test/r2"} <= scalars
     assert "val/prediction" in images
-    assert hparams["model/hidden_size"].number_value == 16
-    assert hparams["data/chunk_len"].number_value == 50
-    assert "hparams/test_r2" in metrics
+    # HPARAMS: what the command line changed first, then the family's short list; no plumbing keys
+    changed = ["data.generator.n_samples", "data.generator.duration", "data.batch_size", "model.hidden_size"]
+    assert columns[:4] == changed
+    assert {"experiment", "model.num_layers", "model.optimizer.lr", "data.chunk_len", "seed"} <= set(columns)
+    assert len(columns) <= 16 and not [c for c in columns if "_target_" in c or "callbacks" in c or "path" in c]
+    assert hparams["model.hidden_size"].number_value == 16 and hparams["data.chunk_len"].number_value == 50
+    assert hparams["experiment"].string_value == "signal_l50"
+    # its metrics are the run's own tags, the optimized one first, declared without one-point hparams/* copies
+    assert metrics[0] == "val/loss_best" and "test/r2" in metrics and set(metrics) <= scalars
+    assert not [tag for tag in scalars if tag.startswith("hparams/")]
     assert figures == 3  # one per validation epoch
 
 

@@ -194,6 +194,7 @@ def test_sweep_writes_study_results_and_resumes(tmp_path):
         assert job.optuna.number == t.number and t.intermediate_values.keys() == {1, 2}
     assert "Optuna trials" in proc.stdout
     first = [t.params for t in study.trials]
+    check_the_sweep_reads_in_tensorboard_and_its_report(sweep, study)
 
     # a process that died right after creating a trial, before its first heartbeat, left it RUNNING
     assert study.ask().number == 6
@@ -205,6 +206,60 @@ def test_sweep_writes_study_results_and_resumes(tmp_path):
     assert [t.params for t in trials[:6]] == first
     sweep_cli(sweep, "hydra.sweeper.n_trials=8")
     assert len(load(sweep).trials) == 9 and len(rows(sweep)) == 9
+
+
+def hparams_of_runs(root: Path) -> dict[str, dict]:
+    """TensorBoard run name (its dir under ``root``) -> HPARAMS columns, values and metrics, and its scalar tags."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    runs: dict[str, dict] = {}
+    for events in root.glob("*/events.out.tfevents*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        run = runs.setdefault(events.parent.name, {"scalars": set()})
+        run["scalars"] |= set(accumulator.Tags()["scalars"])
+        try:  # a run's writer reopened after testing writes a second events file, the HPARAMS summaries only
+            contents = accumulator.PluginTagToContent("hparams")
+        except KeyError:
+            contents = {}
+        for tag, content in contents.items():
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if tag == "_hparams_/experiment":
+                run["columns"] = [h.name for h in data.experiment.hparam_infos]
+                run["metrics"] = [m.name.tag for m in data.experiment.metric_infos]
+            elif tag == "_hparams_/session_start_info":
+                values = data.session_start_info.hparams
+                run["values"] = {k: getattr(v, v.WhichOneof("kind")) for k, v in values.items()}
+    return runs
+
+
+def check_the_sweep_reads_in_tensorboard_and_its_report(sweep: Path, study: optuna.Study) -> None:
+    """One TensorBoard root per sweep, a run per trial named by its number and values, HPARAMS led by the searched
+    keys; report.md with Optuna's figures, also as TensorBoard images, and lstmlab-report drawing it again."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = hparams_of_runs(sweep / "tensorboard")
+    trials = {f"{t.number:03d}": t for t in study.trials}
+    assert {name.split(" ")[0] for name in runs if name != "study"} == set(trials)
+    for name, run in runs.items():
+        if name == "study":
+            continue
+        trial = trials[name.split(" ")[0]]
+        assert f"model.hidden_size={trial.params['model.hidden_size']}" in name
+        assert set(run["columns"][:3]) == SEARCHED and run["metrics"][0] == "val/loss_best"
+        assert run["values"]["model.hidden_size"] == trial.params["model.hidden_size"]
+        assert run["values"]["trial_state"] == "complete" and set(run["metrics"]) <= run["scalars"]
+    report = (sweep / "report.md").read_text()
+    assert f"**Best trial {study.best_trial.number}**" in report and "**Mattered most**" in report
+    for figure in ("optimization_history", "param_importances", "parallel_coordinate"):
+        assert (sweep / "report" / f"{figure}.png").stat().st_size > 0 and f"report/{figure}.png" in report
+    images = EventAccumulator(str(next((sweep / "tensorboard" / "study").glob("events*"))), {"images": 0})
+    images.Reload()
+    assert {"study/optimization_history", "study/param_importances"} <= set(images.Tags()["images"])
+    (sweep / "report.md").unlink()
+    run_cli("lstmlab.report", str(sweep), cwd=sweep.parent)
+    assert "**Mattered most**" in (sweep / "report.md").read_text()
 
 
 def test_bad_trials_are_pruned(tmp_path):
@@ -234,6 +289,11 @@ def test_bad_trials_are_pruned(tmp_path):
         assert t.value == t.intermediate_values[epochs]
     assert all(t.user_attrs["epochs"] == 4 for t in trials if t.state == TrialState.COMPLETE)
     assert {r["state"] for r in rows(sweep)} == {"PRUNED", "COMPLETE"}
+    # HPARAMS marks them in its trial_state column
+    runs = hparams_of_runs(sweep / "tensorboard")
+    for t in trials:
+        (run,) = [r for name, r in runs.items() if name.startswith(f"{t.number:03d} ")]
+        assert run["values"]["trial_state"] == ("pruned" if t.state == TrialState.PRUNED else "complete")
 
 
 def test_failing_trial_is_fail_and_the_sweep_goes_on(tmp_path):

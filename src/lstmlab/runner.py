@@ -40,6 +40,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     resume_from = checkpoint_to_resume(cfg, output_dir)
     check_output_dir(output_dir, resuming=resume_from is not None)
     apply_extras(cfg)
+    apply_threads(cfg)
     started = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -52,7 +53,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
         from lstmlab.callbacks.pruning import OptunaPruning
 
         callbacks.append(OptunaPruning(trial_link, monitor=cfg.optimized_metric))
-    loggers = instantiate_all(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg, trial_link)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.get("train", True):
@@ -89,7 +90,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", results)
-        log_hparams(trainer, cfg, {**val_metrics, **test_metrics})
+        pruned = any(getattr(c, "pruned_at_epoch", None) for c in trainer.callbacks)
+        log_hparams(trainer, cfg, {**val_metrics, **test_metrics}, trial_link, pruned)
     log.info("results: %s", json.dumps({k: results[k] for k in ("test", "wall_time_s", "epochs")}))
     return optimized_value(cfg, {**val_metrics, **test_metrics})
 
@@ -101,6 +103,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
     apply_extras(cfg)
+    apply_threads(cfg)
     ckpt = check_checkpoint_file(cfg.ckpt_path)
     saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
     if not saved_path.is_file():
@@ -301,16 +304,119 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[
     return [metrics[each] for each in names] if isinstance(name, ListConfig) else metrics[name]
 
 
-def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """The composed config and the final metrics in TensorBoard's HPARAMS view."""
-    params = OmegaConf.to_container(cfg, resolve=True)
-    params = {k: v for k, v in params.items() if k not in ("hydra", "paths", "extras")}
-    params["model/num_parameters"] = sum(p.numel() for p in trainer.lightning_module.parameters())
-    finals = {f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items()}
+def log_hparams(
+    trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float], trial: TrialLink | None, pruned: bool
+) -> None:
+    """TensorBoard's HPARAMS row of this run (``lstmlab.hparams_view``): the settings that tell runs apart and
+    the run's own metric tags; a pruned trial's ``trial_state`` says ``pruned``."""
+    from lstmlab.hparams_view import compared_params, hparams_summaries, metric_tags
+
+    params = compared_params(cfg, job_overrides(), trial_params(trial), group_choices())
+    params["num_parameters"] = sum(p.numel() for p in trainer.lightning_module.parameters())
+    if trial is not None:
+        params["trial_state"] = "pruned" if pruned else "complete"
+    tags = metric_tags(cfg.get("optimized_metric"), metrics)
+    summaries = hparams_summaries(params, tags)
     for logger in trainer.loggers:
         if isinstance(logger, pl.loggers.TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=finals)
+            for summary in summaries:
+                logger.experiment._get_file_writer().add_summary(summary)  # reopened: testing closed it
             logger.finalize("success")
+
+
+def job_overrides() -> list[str]:
+    """This job's command-line (or sweeper) overrides; none outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def group_choices() -> dict[str, Any]:
+    """The option of each config group this run composed (``experiment`` -> ``signal_l50`` ...)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def trial_params(trial: TrialLink | None) -> dict[str, Any]:
+    """A trial's searched parameters, as the study holds them (empty outside an Optuna sweep)."""
+    if trial is None:
+        return {}
+    import optuna
+
+    return dict(optuna.storages.get_storage(trial.storage).get_trial(trial.trial_id).params)
+
+
+def instantiate_loggers(cfg: DictConfig, trial: TrialLink | None) -> list[Any]:
+    """``logger``'s entries; in a sweep the TensorBoard logger writes under ``<sweep dir>/tensorboard/`` into a run
+    named by the job's number and its parameters, so one ``tensorboard --logdir <sweep dir>`` compares them."""
+    group = cfg.get("logger")
+    if not group:
+        return []
+    label = sweep_run_label(trial)
+    loggers = []
+    for node in group.values():
+        if not (isinstance(node, DictConfig) and "_target_" in node):
+            continue
+        if label is not None and node._target_.endswith("TensorBoardLogger"):
+            from hydra.core.hydra_config import HydraConfig
+
+            root = Path(HydraConfig.get().sweep.dir) / "tensorboard"
+            loggers.append(instantiate(node, save_dir=str(root), name=label, version=""))
+        else:
+            loggers.append(instantiate(node))
+    return loggers
+
+
+def sweep_run_label(trial: TrialLink | None) -> str | None:
+    """``"007 model.hidden_size=16,model.num_layers=2"`` for job 7 of a sweep (its searched parameters, or its
+    overrides outside Optuna); None outside a sweep."""
+    if not in_multirun():
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    job = HydraConfig.get().job
+    if trial is not None:
+        shown = ",".join(f"{k}={_short(v)}" for k, v in trial_params(trial).items())
+    else:
+        shown = job.override_dirname
+    return f"{int(job.num):03d} {shown}".strip().replace("/", "_")[:120]
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def parallel_jobs() -> int:
+    """How many runs of this sweep share the machine now: ``hydra.launcher.n_jobs`` under a launcher that runs
+    jobs side by side on it (joblib; -1 = one per core), else 1."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
+def apply_threads(cfg: DictConfig) -> int:
+    """torch's intra-op threads for this run: ``threads``, or with null the cores shared out among the runs
+    side by side (two runs that each use every core thrash: 17x slower each on 2 cores). Returns the count."""
+    import torch
+
+    threads = cfg.get("threads")
+    if threads is None:
+        jobs = parallel_jobs()
+        if jobs <= 1:
+            return torch.get_num_threads()
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    if int(threads) < 1:
+        raise ConfigError(f"threads={threads} must be >= 1 (or null: every core, shared among parallel jobs)")
+    torch.set_num_threads(int(threads))
+    log.info("torch intra-op threads: %d", int(threads))
+    return int(threads)
 
 
 def apply_extras(cfg: DictConfig) -> None:

@@ -189,6 +189,18 @@ class OptunaSweep:
             heartbeat.stop()
             self.write_results()
         self.print_table()
+        self.write_report()
+
+    def write_report(self) -> None:
+        """report.md and the study's figures in the sweep dir (lstmlab.study_report); a report that cannot be drawn
+        costs the sweep nothing: it is said, and ``lstmlab-report <sweep dir>`` can draw it later."""
+        from lstmlab.study_report import write_report
+
+        try:
+            log.info("study report: %s", write_report(self.study, self.sweep_dir, mask_password(self.url)))
+        except Exception as err:  # noqa: BLE001 - the trials are done and saved whatever the figures do
+            name = type(err).__name__
+            log.warning("study report not written (%s: %s); run lstmlab-report %s", name, err, self.sweep_dir)
 
     def compose_one(self, space: SearchSpace) -> None:
         """Compose the config of one trial before anything is stored: a wrong key fails now, once."""
