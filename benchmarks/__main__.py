@@ -32,6 +32,7 @@ from benchmarks import (
     data_path,
     forecast_realdata,
     framework_overhead,
+    parallel_trials,
     price_streaming,
     startup_time,
     streaming_inference,
@@ -55,6 +56,7 @@ MEASUREMENTS = {
         price_streaming,  # issue 5's streaming figures
         classify_realdata,  # issue 16's real-data accuracy table
         forecast_realdata,  # issue 15's real-data forecasting table
+        parallel_trials,  # issue 18: parallel trials share the cores
     )
 }
 # measurements that run only when named in --only (hours of training on the full suite)

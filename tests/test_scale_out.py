@@ -4,6 +4,7 @@ where rank 0's Trainer re-runs the command for rank 1 into the same Hydra run di
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,6 @@ def test_joblib_launcher_runs_the_sweeps_trials_two_at_a_time(tmp_path):
         "hydra.launcher.n_jobs=2",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        env={"OMP_NUM_THREADS": "1"},
     )
     trials = optuna.load_study(study_name="signal", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
@@ -86,6 +86,17 @@ def test_joblib_launcher_runs_the_sweeps_trials_two_at_a_time(tmp_path):
     # the sweeper took its n_jobs from the launcher: trials 0 and 1 ran at the same time, in two processes
     first, second = trials[0], trials[1]
     assert second.datetime_start < first.datetime_complete and first.datetime_start < second.datetime_complete
+    # side by side, the trials share the cores instead of each taking all of them (threads: null)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for log in sweep.glob("*/train.log"):
+        assert f"torch intra-op threads: {share}" in log.read_text(), log
+
+
+def test_threads_sets_a_runs_torch_threads(tmp_path):
+    run_cli(
+        "lstmlab.train", *TINY, "threads=1", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert "torch intra-op threads: 1" in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_slurm_launcher_asks_for_the_trainers_devices_and_nodes():
