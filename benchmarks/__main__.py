@@ -30,6 +30,7 @@ from benchmarks import (
     classifier_inference,
     classify_realdata,
     data_path,
+    export_latency,
     forecast_realdata,
     framework_overhead,
     parallel_trials,
@@ -57,6 +58,7 @@ MEASUREMENTS = {
         classify_realdata,  # issue 16's real-data accuracy table
         forecast_realdata,  # issue 15's real-data forecasting table
         parallel_trials,  # issue 18: parallel trials share the cores
+        export_latency,  # issue 19: exported graphs vs PyTorch
     )
 }
 # measurements that run only when named in --only (hours of training on the full suite)

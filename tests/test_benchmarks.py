@@ -39,6 +39,13 @@ MEASURED = {
         "parameters",
         "size_mb",
     },
+    "export_latency": {
+        "step_p50_ms_pytorch",
+        "step_p99_ms_onnxruntime",
+        "step_p99_ms_torchscript",
+        "step_speedup_onnxruntime_vs_pytorch",
+        "classifier_p50_ms_onnxruntime",
+    },
     "sweep_efficiency": {
         "epochs_none",
         "epochs_median",

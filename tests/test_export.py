@@ -308,3 +308,18 @@ def test_foreign_unsafe_and_unwritable_are_refused(trained, tmp_path):
     with pytest.raises(ConfigError, match="format='keras'"):
         export_checkpoint(ckpt, "keras", str(tmp_path / "model"))
     assert set(tmp_path.iterdir()) == before
+
+
+def test_the_deploy_example_streams_as_the_model_does(trained, workdir, monkeypatch):
+    """docs/deploy.md's onnxruntime + numpy example, run as written beside the signal run's export."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
+    code = text.split("```python\n")[1].split("```")[0]
+    ckpt, task, _ = trained("signal")
+    monkeypatch.chdir(ckpt.parent)
+    namespace: dict = {}
+    exec(code, namespace)
+    xs = stream_inputs("signal", task, workdir)[:200]
+    ys = np.stack([namespace["push"](x_t) for x_t in xs])
+    assert gap(ys, torch_chunk("signal", task, torch.from_numpy(xs).unsqueeze(0))[0][0]) <= TOLERANCE

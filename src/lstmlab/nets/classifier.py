@@ -165,7 +165,8 @@ class LSTMClassifier(nn.Module):
         out, mask = self.sequence_outputs(x, lengths)
         self.attention_weights = None
         if self.pooling == "last":  # forward direction after the last valid step, backward after step 0
-            last = out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1]
+            # out.shape[0], not len(out): a traced graph (lstmlab-export) then keeps the batch size free
+            last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
             return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
         if self.pooling == "mean":
             return out.sum(1) / lengths.to(out)[:, None]

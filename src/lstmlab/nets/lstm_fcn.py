@@ -156,7 +156,8 @@ class LSTMFCN(nn.Module):
             state = self.lstm(packed)[1]
             return (state[0] if isinstance(state, tuple) else state)[-1]  # h_n: after each sequence's last step
         out = self.lstm(x)[0]
-        return out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1]
+        # out.shape[0], not len(out): a traced graph (lstmlab-export) then keeps the batch size free
+        return out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         lengths = lengths.to(x.device)

@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 RELATIVE_FLOOR = 1e-5
 
 
+def differences(x: Tensor, first: Tensor) -> Tensor:
+    """``torch.diff(x, dim=1, prepend=first)`` written out: ONNX has no ``diff`` op, and lstmlab-export traces this."""
+    both = torch.cat([first, x], dim=1)
+    return both[:, 1:] - both[:, :-1]
+
+
 @dataclass
 class WindowStats:
     """What inverting one batch needs: per window and channel location and scale [B, 1, C], and the last scaled
@@ -113,7 +119,7 @@ class WindowScaler(nn.Module):
         last = scaled[:, -1:, :k]
         season = scaled[:, -self.season_length :, :k] if self.base == "seasonal_naive" else None
         if self.difference:
-            changes = torch.diff(scaled[..., :k], dim=1, prepend=scaled[:, :1, :k])
+            changes = differences(scaled[..., :k], scaled[:, :1, :k])
             scaled = torch.cat([changes, scaled[..., k:]], dim=-1)
         return scaled, WindowStats(loc, scale, last, season)
 
@@ -131,7 +137,7 @@ class WindowScaler(nn.Module):
         if base is not None:
             scaled = scaled - base
         if self.difference:
-            scaled = torch.diff(scaled, dim=1, prepend=stats.last)
+            scaled = differences(scaled, stats.last)
         return scaled
 
     # ---- the way out --------------------------------------------------------------------------------------
