@@ -26,6 +26,7 @@ STREAM_STEPS = 1000
 RUNS = {
     "signal": [*TINY, "experiment=signal_l1", "trainer.max_epochs=1"],
     "prices": [*TINY_PRICES, "trainer.max_epochs=1"],
+    "prices_stateful": [*TINY_PRICES, "experiment=price_forecast_stateful", "trainer.max_epochs=1"],
     "classifier": [*TINY_CLASSIFIER, "trainer.max_steps=4", "trainer.min_steps=0"],
     "forecaster": [*TINY_SERIES, "data.generator.n_steps=1000", "trainer.max_steps=4", "model.loss=quantile"],
 }
@@ -323,3 +324,35 @@ def test_the_deploy_example_streams_as_the_model_does(trained, workdir, monkeypa
     xs = stream_inputs("signal", task, workdir)[:200]
     ys = np.stack([namespace["push"](x_t) for x_t in xs])
     assert gap(ys, torch_chunk("signal", task, torch.from_numpy(xs).unsqueeze(0))[0][0]) <= TOLERANCE
+
+
+# ---- lstmlab-stream runtime=onnx ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["prices", "prices_stateful"])
+def test_stream_on_onnx_runtime_forecasts_as_the_checkpoint_does(trained, tmp_path, family):
+    """A sequence model's windows through the chunk graph, a stateful one's state carried through the step graph:
+    the same predictions as the PyTorch stream, through the CLI."""
+    from lstmlab.data.prices import generate_prices
+    from lstmlab.streaming import OnnxPriceModel, stream_predictions
+
+    ckpt, task, _ = trained(family)
+    prices = generate_prices(n_steps=400, seed=5)
+    ticks = list(zip(prices.dates, prices.close, prices.volume))
+    expected = list(stream_predictions(ticks, task))
+    onnx = list(stream_predictions(ticks, OnnxPriceModel(ckpt)))
+    assert len(expected) > 50 and [r["tick"] for r in onnx] == [r["tick"] for r in expected]
+    assert [r["prediction"] for r in onnx] == pytest.approx([r["prediction"] for r in expected], rel=1e-5)
+    path = tmp_path / "ticks.csv"
+    path.write_text("Date,Close,Volume\n" + "".join(f"{d},{float(c)!r},{float(v)!r}\n" for d, c, v in ticks))
+    proc = run_cli("lstmlab.stream", f"ckpt_path={ckpt}", f"source={path}", "runtime=onnx", cwd=tmp_path)
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["tick"] for r in records] == [r["tick"] for r in expected]
+    assert [r["prediction"] for r in records] == pytest.approx([r["prediction"] for r in expected], rel=1e-5)
+    assert [r["rise"] for r in records] == [r["rise"] for r in expected]
+
+
+def test_stream_on_onnx_runtime_needs_the_export(trained, tmp_path):
+    ckpt, _, _ = trained("prices")
+    bare = tmp_path / "best.ckpt"
+    bare.write_bytes(ckpt.read_bytes())
+    proc = run_cli("lstmlab.stream", f"ckpt_path={bare}", "source=-", "runtime=onnx", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "run lstmlab-export ckpt_path=" in proc.stderr and proc.stderr.count("\n") == 1

@@ -70,6 +70,52 @@ def check_features(pipeline: PricePipeline, requested: Mapping[str, Any] | None,
             )
 
 
+class OnnxPriceModel:
+    """A price model exported by ``lstmlab-export`` (``runtime=onnx``), run by ONNX Runtime from the JSON beside
+    ``ckpt_path`` (``best.ckpt`` -> ``best.onnx.json``), which holds the pipeline; the graphs z-score raw features.
+    A stateful model carries its state from window to window through the ``step`` graph; a sequence model reads
+    each window of ``seq_len`` feature vectors through the ``chunk`` graph from a zero state, as it was trained."""
+
+    def __init__(self, ckpt_path: str | Path) -> None:
+        path = Path(ckpt_path)
+        described = path if path.suffix == ".json" else path.with_suffix(".onnx.json")
+        if not described.is_file():
+            raise ConfigError(
+                f"ckpt_path={path}: runtime=onnx reads the exported model beside it ({described} not found); "
+                f"run lstmlab-export ckpt_path={path} first"
+            )
+        info = json.loads(described.read_text())
+        if info.get("family") != "prices" or info.get("format") != "onnx":
+            raise ConfigError(
+                f"ckpt_path={path}: {described} describes a {info.get('family')} model in {info.get('format')}; "
+                "runtime=onnx streams a price model exported with format=onnx"
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("runtime=onnx needs onnxruntime: pip install 'lstmlab[export]'") from None
+        self.pipeline = PricePipeline.from_dict(info["scaling"])
+        graph = info["graphs"]["step" if self.pipeline.stateful else "chunk"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one window is too small to split across cores (see stream.yaml threads)
+        self.session = ort.InferenceSession(
+            str(described.parent / graph["file"]), options, providers=["CPUExecutionProvider"]
+        )
+        self.state_shapes = {s["name"]: s["shape"] for s in graph["inputs"] if s["name"] != "x"}
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.state = {name: np.zeros((shape[0], 1, shape[2]), np.float32) for name, shape in self.state_shapes.items()}
+
+    def raw_output(self, features: np.ndarray) -> torch.Tensor:
+        """Raw features [C] (stateful: one step, the state carried) or [seq_len, C] (a window) -> raw output [1]."""
+        y, *after = self.session.run(None, {"x": features[None].astype(np.float32), **self.state})
+        if self.pipeline.stateful:
+            self.state = dict(zip(self.state, after))
+            return torch.from_numpy(y[:, 0])
+        return torch.from_numpy(y[:, -1, 0])
+
+
 class PriceStreamer:
     """Holds the tick buffer and the last ``seq_len`` feature vectors; ``push`` returns a prediction or None.
 
@@ -78,12 +124,15 @@ class PriceStreamer:
     """
 
     def __init__(self, task, emit_features: bool = False) -> None:
-        self.task = task.eval()
+        self.onnx = isinstance(task, OnnxPriceModel)
+        self.task = task if self.onnx else task.eval()
         self.pipeline: PricePipeline = task.pipeline
         if self.pipeline.stateful:
-            self.task.net.reset_state()
+            (self.task if self.onnx else self.task.net).reset_state()
         self.buffer = FeatureBuffer(self.pipeline.features)
         self.sequence = np.zeros((self.pipeline.seq_len, len(self.pipeline.features.names)), np.float32)
+        # the exported graphs z-score the features themselves: they get them raw
+        self.raw_sequence = np.zeros(self.sequence.shape) if self.onnx else None
         self.windows = 0
         self.ticks = 0
         self.emit_features = emit_features
@@ -95,6 +144,9 @@ class PriceStreamer:
             return None
         self.sequence[:-1] = self.sequence[1:]
         self.sequence[-1] = self.pipeline.normalise(features)
+        if self.onnx:
+            self.raw_sequence[:-1] = self.raw_sequence[1:]
+            self.raw_sequence[-1] = features
         self.windows += 1
         record: dict[str, Any] = {"tick": self.ticks, "date": tick.date, "close": tick.close}
         raw = self.raw_forecast()
@@ -115,6 +167,10 @@ class PriceStreamer:
     @torch.no_grad()
     def raw_forecast(self) -> torch.Tensor | None:
         """The net's raw output [1] for the newest window; None while fewer than ``seq_len`` windows were seen."""
+        if self.onnx:
+            if self.pipeline.stateful:
+                return self.task.raw_output(self.raw_sequence[-1])
+            return self.task.raw_output(self.raw_sequence) if self.windows >= self.pipeline.seq_len else None
         if self.pipeline.stateful:  # advance the carried (h, c) by the newest window
             return self.task.net.step(torch.from_numpy(self.sequence[-1:]))[:, 0]
         if self.windows < self.pipeline.seq_len:
@@ -218,7 +274,10 @@ def run_stream(cfg) -> int:
         raise ConfigError(f"format={cfg.format!r} must be 'jsonl' or 'table'")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    task = load_task(cfg.ckpt_path)
+    runtime = cfg.get("runtime") or "torch"
+    if runtime not in ("torch", "onnx"):
+        raise ConfigError(f"runtime={runtime!r} must be 'torch' or 'onnx' (a model exported by lstmlab-export)")
+    task = OnnxPriceModel(cfg.ckpt_path) if runtime == "onnx" else load_task(cfg.ckpt_path)
     pipeline = task.pipeline
     check_features(pipeline, OmegaConf.to_container(cfg.features) if cfg.get("features") else None, cfg.ckpt_path)
     columns = {
