@@ -227,6 +227,7 @@ def hparams_of_runs(root: Path) -> dict[str, dict]:
             data = plugin_data_pb2.HParamsPluginData.FromString(content)
             if tag == "_hparams_/experiment":
                 run["columns"] = [h.name for h in data.experiment.hparam_infos]
+                run["differs"] = {h.name for h in data.experiment.hparam_infos if h.differs}
                 run["metrics"] = [m.name.tag for m in data.experiment.metric_infos]
             elif tag == "_hparams_/session_start_info":
                 values = data.session_start_info.hparams
@@ -239,22 +240,23 @@ def check_the_sweep_reads_in_tensorboard_and_its_report(sweep: Path, study: optu
     keys; report.md with Optuna's figures, also as TensorBoard images, and lstmlab-report drawing it again."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    runs = hparams_of_runs(sweep / "tensorboard")
-    trials = {f"{t.number:03d}": t for t in study.trials}
-    assert {name.split(" ")[0] for name in runs if name != "study"} == set(trials)
+    runs = hparams_of_runs(sweep)
+    trials = {f"trial {t.number:03d}": t for t in study.trials}
+    assert {name[:9] for name in runs if name != "study"} == set(trials)
     for name, run in runs.items():
         if name == "study":
             continue
-        trial = trials[name.split(" ")[0]]
-        assert f"model.hidden_size={trial.params['model.hidden_size']}" in name
-        assert set(run["columns"][:3]) == SEARCHED and run["metrics"][0] == "val/loss_best"
+        trial = trials[name[:9]]
+        assert f"hidden_size={trial.params['model.hidden_size']} " in name
+        # TensorBoard shows the differing columns first, then by name, five of them: the searched ones lead
+        assert {c for c in run["columns"] if c in run["differs"]} == SEARCHED and run["metrics"][0] == "val/loss_best"
         assert run["values"]["model.hidden_size"] == trial.params["model.hidden_size"]
         assert run["values"]["trial_state"] == "complete" and set(run["metrics"]) <= run["scalars"]
     report = (sweep / "report.md").read_text()
     assert f"**Best trial {study.best_trial.number}**" in report and "**Mattered most**" in report
     for figure in ("optimization_history", "param_importances", "parallel_coordinate"):
         assert (sweep / "report" / f"{figure}.png").stat().st_size > 0 and f"report/{figure}.png" in report
-    images = EventAccumulator(str(next((sweep / "tensorboard" / "study").glob("events*"))), {"images": 0})
+    images = EventAccumulator(str(next((sweep / "study").glob("events*"))), {"images": 0})
     images.Reload()
     assert {"study/optimization_history", "study/param_importances"} <= set(images.Tags()["images"])
     (sweep / "report.md").unlink()
@@ -290,9 +292,9 @@ def test_bad_trials_are_pruned(tmp_path):
     assert all(t.user_attrs["epochs"] == 4 for t in trials if t.state == TrialState.COMPLETE)
     assert {r["state"] for r in rows(sweep)} == {"PRUNED", "COMPLETE"}
     # HPARAMS marks them in its trial_state column
-    runs = hparams_of_runs(sweep / "tensorboard")
+    runs = hparams_of_runs(sweep)
     for t in trials:
-        (run,) = [r for name, r in runs.items() if name.startswith(f"{t.number:03d} ")]
+        (run,) = [r for name, r in runs.items() if name.startswith(f"trial {t.number:03d} ")]
         assert run["values"]["trial_state"] == ("pruned" if t.state == TrialState.PRUNED else "complete")
 
 

@@ -110,9 +110,20 @@ def metric_tags(optimized: str | Sequence[str] | None, logged: Iterable[str]) ->
     return list(dict.fromkeys(ordered))[:MAX_METRICS]
 
 
-def hparams_summaries(params: Mapping[str, Any], metrics: Sequence[str]) -> list:
+def hparams_summaries(params: Mapping[str, Any], metrics: Sequence[str], leading: Iterable[str] = ()) -> list:
     """The three HPARAMS summaries of a run (experiment: columns and metrics; session start: this run's values;
-    session end) as TensorBoard protos; the metric values are read by TensorBoard from the run's own tags."""
+    session end) as TensorBoard protos; the metric values are read by TensorBoard from the run's own tags.
+
+    TensorBoard orders the columns by whether their values differ between runs, then by name, and shows the
+    first five: marking the ``leading`` keys (a trial's searched parameters) as differing puts them on screen."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from torch.utils.tensorboard.summary import hparams
 
-    return list(hparams(dict(params), {name: 0.0 for name in metrics}))
+    experiment, session_start, session_end = hparams(dict(params), {name: 0.0 for name in metrics})
+    leading = set(leading)
+    metadata = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(metadata.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in leading
+    metadata.content = data.SerializeToString()
+    return [experiment, session_start, session_end]

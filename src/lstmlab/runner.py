@@ -309,14 +309,16 @@ def log_hparams(
 ) -> None:
     """TensorBoard's HPARAMS row of this run (``lstmlab.hparams_view``): the settings that tell runs apart and
     the run's own metric tags; a pruned trial's ``trial_state`` says ``pruned``."""
-    from lstmlab.hparams_view import compared_params, hparams_summaries, metric_tags
+    from lstmlab.hparams_view import changed_keys, compared_params, hparams_summaries, metric_tags
 
-    params = compared_params(cfg, job_overrides(), trial_params(trial), group_choices())
+    searched = trial_params(trial)
+    params = compared_params(cfg, job_overrides(), searched, group_choices())
     params["num_parameters"] = sum(p.numel() for p in trainer.lightning_module.parameters())
     if trial is not None:
         params["trial_state"] = "pruned" if pruned else "complete"
     tags = metric_tags(cfg.get("optimized_metric"), metrics)
-    summaries = hparams_summaries(params, tags)
+    leading = searched or changed_keys(job_overrides())
+    summaries = hparams_summaries(params, tags, leading)
     for logger in trainer.loggers:
         if isinstance(logger, pl.loggers.TensorBoardLogger):
             for summary in summaries:
@@ -348,8 +350,8 @@ def trial_params(trial: TrialLink | None) -> dict[str, Any]:
 
 
 def instantiate_loggers(cfg: DictConfig, trial: TrialLink | None) -> list[Any]:
-    """``logger``'s entries; in a sweep the TensorBoard logger writes under ``<sweep dir>/tensorboard/`` into a run
-    named by the job's number and its parameters, so one ``tensorboard --logdir <sweep dir>`` compares them."""
+    """``logger``'s entries; in a sweep the TensorBoard logger writes into ``<sweep dir>/<run name>/`` (the job's
+    number and its parameters), so one ``tensorboard --logdir <sweep dir>`` compares the trials by name."""
     group = cfg.get("logger")
     if not group:
         return []
@@ -361,7 +363,7 @@ def instantiate_loggers(cfg: DictConfig, trial: TrialLink | None) -> list[Any]:
         if label is not None and node._target_.endswith("TensorBoardLogger"):
             from hydra.core.hydra_config import HydraConfig
 
-            root = Path(HydraConfig.get().sweep.dir) / "tensorboard"
+            root = Path(HydraConfig.get().sweep.dir)
             loggers.append(instantiate(node, save_dir=str(root), name=label, version=""))
         else:
             loggers.append(instantiate(node))
@@ -369,18 +371,18 @@ def instantiate_loggers(cfg: DictConfig, trial: TrialLink | None) -> list[Any]:
 
 
 def sweep_run_label(trial: TrialLink | None) -> str | None:
-    """``"007 model.hidden_size=16,model.num_layers=2"`` for job 7 of a sweep (its searched parameters, or its
-    overrides outside Optuna); None outside a sweep."""
+    """``"trial 007 hidden_size=16 num_layers=2 lr=0.003"`` for job 7 of a sweep (its searched parameters by the
+    last part of their keys, or its overrides outside Optuna); None outside a sweep."""
     if not in_multirun():
         return None
     from hydra.core.hydra_config import HydraConfig
 
     job = HydraConfig.get().job
     if trial is not None:
-        shown = ",".join(f"{k}={_short(v)}" for k, v in trial_params(trial).items())
+        shown = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in trial_params(trial).items())
     else:
         shown = job.override_dirname
-    return f"{int(job.num):03d} {shown}".strip().replace("/", "_")[:120]
+    return f"trial {int(job.num):03d} {shown}".strip().replace("/", "_")[:120]
 
 
 def _short(value: Any) -> str:

@@ -4,8 +4,8 @@ Written by the lstmlab_optuna sweeper at the end of every sweep (a resumed one t
 ``lstmlab-report <sweep dir | storage URL> [study_name=...]`` for any study, finished or still running. The
 figures (matplotlib backend): the optimisation history, the parameter importances (fANOVA), the parallel
 coordinates and, when both are searched, the hidden size x number of layers contour; the same figures go to
-TensorBoard as images under ``<out>/tensorboard/study`` so ``tensorboard --logdir <sweep dir>`` shows them
-beside the trials.
+TensorBoard as images of a run ``study`` in ``<out>``, so ``tensorboard --logdir <sweep dir>`` shows them beside
+the trials.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def write_report(study, out_dir: str | Path, storage_label: str = "") -> Path:
         path = figures_dir / f"{name}.png"
         figure.savefig(path, dpi=100)
         lines += [f"![{name}]({FIGURES_DIR}/{name}.png)", ""]
-    _to_tensorboard(figures, out_dir / "tensorboard" / "study", len(trials))
+    _to_tensorboard(figures, out_dir / "study", len(trials))
     for figure in figures.values():
         plt.close(figure)
     report = out_dir / REPORT_FILE
