@@ -46,6 +46,7 @@ MEASURED = {
         "step_speedup_onnxruntime_vs_pytorch",
         "classifier_p50_ms_onnxruntime",
     },
+    "parallel_trials": {"wall_sequential_s", "wall_joblib_2_s", "speedup"},
     "sweep_efficiency": {
         "epochs_none",
         "epochs_median",
