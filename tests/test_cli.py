@@ -186,8 +186,11 @@ def test_multirun_makes_one_run_dir_per_job(tmp_path):
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    # one TensorBoard root: each job's run beside the job dirs, named by its number
+    boards = sorted(p.name for p in sweep.iterdir() if p.name.startswith("trial "))
+    assert boards == ["trial 000", "trial 001", "trial 002", "trial 003"]
     from omegaconf import OmegaConf
 
     combos = {

@@ -371,17 +371,15 @@ def instantiate_loggers(cfg: DictConfig, trial: TrialLink | None) -> list[Any]:
 
 
 def sweep_run_label(trial: TrialLink | None) -> str | None:
-    """``"trial 007 hidden_size=16 num_layers=2 lr=0.003"`` for job 7 of a sweep (its searched parameters by the
-    last part of their keys, or its overrides outside Optuna); None outside a sweep."""
+    """``"trial 007 hidden_size=16 num_layers=2 lr=0.003"`` for job 7 of an Optuna sweep (its searched parameters
+    by the last part of their keys; ``"trial 007"`` under another sweeper); None outside a sweep."""
     if not in_multirun():
         return None
     from hydra.core.hydra_config import HydraConfig
 
     job = HydraConfig.get().job
-    if trial is not None:
-        shown = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in trial_params(trial).items())
-    else:
-        shown = job.override_dirname
+    # an Optuna trial's searched values; another sweeper's jobs differ in keys it alone knows: HPARAMS shows them
+    shown = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in trial_params(trial).items())
     return f"trial {int(job.num):03d} {shown}".strip().replace("/", "_")[:120]
 
 

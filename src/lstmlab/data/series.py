@@ -310,15 +310,23 @@ def _to_datetime(values: np.ndarray):
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", UserWarning)
                 stamps = pd.to_datetime(values, **options)
-        except (ValueError, TypeError, OverflowError):
+        except (ValueError, TypeError, OverflowError) as err:
+            if "timezone" in str(err).lower():  # pandas 3 refuses mixed UTC offsets: read them in UTC, as pandas 2 does
+                return _in_utc(values)
             continue
         if isinstance(stamps, pd.DatetimeIndex):
             return stamps
-        try:
-            return pd.DatetimeIndex(pd.to_datetime(values, format="mixed", utc=True))
-        except (ValueError, TypeError, OverflowError):
-            return None
+        return _in_utc(values)
     return None
+
+
+def _in_utc(values: np.ndarray):
+    import pandas as pd
+
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(values, format="mixed", utc=True))
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def parse_times(texts: Sequence[str], where: str) -> list:
