@@ -383,7 +383,7 @@ def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig if running is not None else signal.SIGKILL)
-        proc.wait(timeout=120)
+        proc.wait(timeout=300)  # a graceful stop ends the running trial first; slow under a full suite
     assert running is not None, "the sweep ended before a trial of its own was seen running"
     return running
 
