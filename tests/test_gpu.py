@@ -41,3 +41,15 @@ def test_stateful_fast_path_on_cuda_equals_cpu(tbptt_steps):
     net.reset_state()
     steps = torch.cat([net.step(x[:, t].to("cuda")) for t in range(x.shape[1])], dim=1)
     torch.testing.assert_close(steps.cpu().reshape_as(cpu_out), cpu_out, atol=1e-4, rtol=1e-4)
+
+
+def test_ddp_with_one_gpu_process_trains_like_the_gpu_trainer(tmp_path):
+    """``trainer=ddp trainer.devices=1`` is ``trainer=gpu`` behind DDP's wrapper: same steps, same test metrics."""
+    results = {}
+    for name, trainer in (("gpu", ["trainer=gpu"]), ("ddp", ["trainer=ddp", "trainer.devices=1"])):
+        _, run = train(tmp_path, "experiment=signal_l50", *trainer, "trainer.accelerator=gpu", run_dir=name)
+        results[name] = read_metrics(run)
+    gpu, ddp = results["gpu"], results["ddp"]
+    assert ddp["global_steps"] == gpu["global_steps"]
+    for key, value in gpu["test"].items():
+        assert ddp["test"][key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
