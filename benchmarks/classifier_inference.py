@@ -8,18 +8,20 @@ The net is in eval mode under ``torch.inference_mode``, untrained (its cost does
   per repeat, the figures are the median (min, max) over repeats. With one torch thread (the goal: a serving
   process per core) and, interleaved, torch's default threads;
 * throughput: sequences per second of forwards at batch 256 with lengths drawn like the data's (100-500 steps,
-  padded to the batch's longest), torch's default threads;
+  padded to the batch's longest), torch's default threads; on a GPU also the same batch on the machine's CPU,
+  interleaved, and their ratio (the GPU goal: >= 20x the CPU);
 * size: parameters and the bytes of the saved ``state_dict``.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 
 import torch
 
-from benchmarks.harness import Context, Measurement, Row, interleaved, percentile, show, stats, timed, verdict
+from benchmarks.harness import Context, Measurement, Row, interleaved, percentile, ratio, show, stats, timed, verdict
 from benchmarks.workloads import compose_train_config
 
 KEY = "classifier_inference"
@@ -27,6 +29,7 @@ TITLE = "4. classifier inference (batch 1 x 500 steps; batch 256; model size)"
 GOAL_MS = 5.0
 GOAL = f"< {GOAL_MS:g} ms per sequence (batch 1, p50)"
 REFERENCE_MS, REFERENCE_MB = 200.0, 50.0  # the reference design's targets
+GPU_GOAL_RATIO = 20.0  # batch-256 throughput on a GPU over the same machine's CPU
 
 
 def state_dict_bytes(net: torch.nn.Module) -> int:
@@ -73,17 +76,29 @@ def run(ctx: Context) -> Measurement:
         with torch.inference_mode():
             return batch / timed(lambda: net(many, lengths), ctx)
 
+    cases = {"one_thread": lambda: latency("one_thread"), "default": lambda: latency("default"), "batch": throughput}
+    on_gpu = ctx.device.type == "cuda"
+    if on_gpu:  # the same net and batch on this machine's CPU: the ratio the GPU goal is stated in
+        cpu_net, cpu_many, cpu_lengths = copy.deepcopy(net).cpu(), many.cpu(), lengths.cpu()
+
+        def cpu_throughput() -> float:
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                cpu_net(cpu_many, cpu_lengths)
+                return batch / (time.perf_counter() - t0)
+
+        cases["batch_cpu"] = cpu_throughput
     repeats = ctx.reps(5, 3)
-    samples = interleaved(
-        {"one_thread": lambda: latency("one_thread"), "default": lambda: latency("default"), "batch": throughput},
-        repeats,
-    )
+    samples = interleaved(cases, repeats)
     figures = {}
     for case, suffix in (("one_thread", ""), ("default", "_default_threads")):
         blocks = latencies[case][1:]  # the first block was the warm-up
         figures[f"latency_p50_ms{suffix}"] = stats([percentile(b, 50) for b in blocks], "ms")
         figures[f"latency_p99_ms{suffix}"] = stats([percentile(b, 99) for b in blocks], "ms")
     figures["batch_256_sequences_per_s"] = stats(samples["batch"], "seq/s")
+    if on_gpu:
+        figures["batch_256_sequences_per_s_cpu"] = stats(samples["batch_cpu"], "seq/s")
+        figures["ratio_gpu_vs_cpu_batch_256"] = stats(ratio(samples["batch"], samples["batch_cpu"]), "x")
     n_params = sum(p.numel() for p in net.parameters())
     size_mb = state_dict_bytes(net) / 1e6
     figures["parameters"] = stats([float(n_params)], "params")
@@ -112,6 +127,17 @@ def run(ctx: Context) -> Measurement:
             verdict(figures["latency_p99_ms"]["median"] < REFERENCE_MS and size_mb < REFERENCE_MB),
         ),
     ]
+    if on_gpu:
+        rows.append(
+            Row(
+                f"4. classifier, batch {batch}: GPU (packed) vs this machine's CPU ({default_threads} threads)",
+                f"GPU {show(figures['batch_256_sequences_per_s'])}; "
+                f"CPU {show(figures['batch_256_sequences_per_s_cpu'])}; "
+                f"**{show(figures['ratio_gpu_vs_cpu_batch_256'])}**",
+                f">= {GPU_GOAL_RATIO:g}x CPU",
+                verdict(figures["ratio_gpu_vs_cpu_batch_256"]["median"] >= GPU_GOAL_RATIO),
+            )
+        )
     return Measurement(
         key=KEY,
         number=4,

@@ -97,6 +97,11 @@ def test_tensorboard_has_scalars_hparams_and_figures(trained_run):
                 columns = [h.name for h in data.experiment.hparam_infos]
                 metrics = [m.name.tag for m in data.experiment.metric_infos]
     assert {"train/loss_epoch", "val/loss", "val/r2", "val/r2_3hz", "val/loss_best", "test/r2"} <= scalars
+    # SCALARS lists tag groups by name: Lightning's epoch and learning rates are filed under trainer/, after the
+    # stages' curves, and no tag sits in a group of its own
+    groups = sorted({tag.split("/", 1)[0] for tag in scalars})
+    assert "trainer/epoch" in scalars and all("/" in tag for tag in scalars)
+    assert groups[0] in ("test", "train") and groups.index("trainer") > groups.index("train"), groups
     assert "val/prediction" in images
     # HPARAMS: what the command line changed first, then the family's short list; no plumbing keys
     changed = ["data.generator.n_samples", "data.generator.duration", "data.batch_size", "model.hidden_size"]
@@ -142,7 +147,8 @@ def test_recurrent_lr_scale_slows_or_freezes_the_recurrent_weights(tmp_path):
         "callbacks.lr_monitor.logging_interval=step",
         run_dir="slow",
     )
-    others, recurrent = _scalar_series(slow, "lr-Adam/others"), _scalar_series(slow, "lr-Adam/recurrent")
+    others = _scalar_series(slow, "trainer/lr-Adam/others")
+    recurrent = _scalar_series(slow, "trainer/lr-Adam/recurrent")
     assert len(others) == len(recurrent) > 2
     assert len(set(others)) > 2  # the schedule moves
     assert recurrent == pytest.approx([0.1 * lr for lr in others], rel=1e-6)

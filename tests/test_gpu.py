@@ -53,3 +53,20 @@ def test_ddp_with_one_gpu_process_trains_like_the_gpu_trainer(tmp_path):
     assert ddp["global_steps"] == gpu["global_steps"]
     for key, value in gpu["test"].items():
         assert ddp["test"][key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+
+
+def test_a_diverging_loss_on_the_gpu_stops_with_the_step_it_diverged_at(tmp_path):
+    """On a GPU the losses are read back every few steps: the run still stops, naming a step."""
+    proc, run = train(
+        tmp_path,
+        "trainer=gpu",
+        "trainer.accelerator=gpu",
+        "model.optimizer.lr=1e30",
+        "trainer.gradient_clip_val=null",
+        "model.scheduler=null",
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = [text for text in proc.stderr.splitlines() if text.startswith("error:")]
+    assert line and "training loss became" in line[0] and ", step " in line[0]
+    assert not (run / "metrics.json").exists()

@@ -239,3 +239,18 @@ def test_untrained_oscillator_bank_holds_each_frequency_for_a_linear_readout():
     random = build_net("stateful", hidden_size=64, num_layers=1, init="xavier_orthogonal")
     assert min(readout_r2(bank.layers[0], data)) > 0.95
     assert sum(readout_r2(random.layers[0], data)) / 4 < 0.7
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 64, 300])
+def test_cell_recurrence_scan_equals_the_step_loop(steps):
+    """Accelerators run the cell-state recurrence as a log-depth scan: the values of the CPU's step loop."""
+    from lstmlab.nets.stateful import _linear_recurrence
+
+    torch.manual_seed(steps)
+    forget, written = torch.rand(steps, 4, 8, dtype=torch.float64), torch.randn(steps, 4, 8, dtype=torch.float64)
+    c0 = torch.randn(4, 8, dtype=torch.float64)
+    loop = _linear_recurrence(forget, written, c0, log_depth=False)
+    scan = _linear_recurrence(forget, written, c0, log_depth=True)
+    torch.testing.assert_close(scan, loop, rtol=1e-12, atol=1e-12)
+    assert torch.equal(loop[0], c0)
+    torch.testing.assert_close(loop[-1], forget[-2] * loop[-2] + written[-2] if steps > 1 else c0)

@@ -6,11 +6,11 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import functional as M
 
-from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+from lstmlab.callbacks.figure_writer import FigureCallback, figure_writers, publish_figures, subplots
 from lstmlab.metrics import confusion_matrix
 
 
-class ClassificationFigures(pl.Callback):
+class ClassificationFigures(FigureCallback):
     """After testing: ``test/roc_pr`` (one-vs-rest curves per class when K > 2), ``test/confusion_matrix`` and,
     with attention pooling, ``test/attention``: the weights over time of ``attention_sequences`` test sequences
     of each of the first two classes, drawn over their first channel."""
@@ -19,22 +19,31 @@ class ClassificationFigures(pl.Callback):
         self.attention_sequences = attention_sequences
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writers = figure_writers(trainer)
         outputs = getattr(pl_module, "epoch_outputs", {}).get("test")
-        if not writers or outputs is None:
+        if not figure_writers(trainer) or outputs is None:
             return
         datamodule = trainer.datamodule
-        figures = {
-            "test/roc_pr": draw_roc_pr(outputs["probs"], outputs["y"], datamodule.class_names),
-            "test/confusion_matrix": draw_confusion(
-                outputs["probs"], outputs["y"], datamodule.class_names, float(pl_module.decision_threshold)
-            ),
-        }
-        if getattr(pl_module.net, "pooling", None) == "attention":
-            figures["test/attention"] = self._attention_figure(pl_module, datamodule)
-        add_figures(writers, figures, trainer.global_step)
+        probs, y = outputs["probs"].detach().cpu().clone(), outputs["y"].detach().cpu().clone()
+        names, threshold = list(datamodule.class_names), float(pl_module.decision_threshold)
+        attention = (
+            self._attention_inputs(pl_module, datamodule)
+            if getattr(pl_module.net, "pooling", None) == "attention"
+            else None
+        )
 
-    def _attention_figure(self, pl_module, datamodule):
+        def draw() -> dict:
+            figures = {
+                "test/roc_pr": draw_roc_pr(probs, y, names),
+                "test/confusion_matrix": draw_confusion(probs, y, names, threshold),
+            }
+            if attention is not None:
+                figures["test/attention"] = draw_attention(*attention)
+            return figures
+
+        publish_figures(trainer, draw)
+
+    def _attention_inputs(self, pl_module, datamodule) -> tuple:
+        """What ``draw_attention`` shows, taken on the training thread: the chosen sequences, their weights."""
         split = datamodule.splits["test"]
         chosen = []
         for cls in range(min(2, datamodule.num_classes)):
@@ -42,8 +51,8 @@ class ClassificationFigures(pl.Callback):
         batch = split[chosen]
         with torch.no_grad():
             probs = pl_module.probabilities(pl_module(batch["x"].to(pl_module.device), batch["lengths"]))
-        weights = pl_module.net.attention_weights.cpu()
-        return draw_attention(batch, weights, probs.cpu(), datamodule.class_names, datamodule.channel_names[0])
+        weights = pl_module.net.attention_weights.cpu().clone()
+        return batch, weights, probs.cpu(), list(datamodule.class_names), datamodule.channel_names[0]
 
 
 def draw_roc_pr(probs: torch.Tensor, y: torch.Tensor, class_names: list[str]):

@@ -1,5 +1,13 @@
-"""How the figure callbacks draw and publish: matplotlib on the Agg backend, each figure added to every TensorBoard
-logger of the trainer, then closed.
+"""How the figure callbacks draw and publish: matplotlib figures (its object API on the Agg canvas, no pyplot state)
+drawn and added to every TensorBoard logger of the trainer on one background thread.
+
+A figure costs a validation epoch about a quarter of a second of drawing and PNG encoding; on the training
+thread that is time the next epoch waits for (docs/benchmarks.md, framework overhead). A callback therefore
+takes what a figure shows off the model on the training thread (small CPU tensors) and hands a ``draw`` function
+to ``publish_figures``; one worker thread draws and writes the figures in the order they came. Every
+``FigureCallback`` waits for them at the end of each fit, validate or test (before Lightning closes the
+loggers), so an event file holds all of its figures once ``trainer.fit`` or ``trainer.test`` returns, and an
+error in drawing surfaces there.
 
 matplotlib is imported when the first figure is drawn, not when a callback module is imported: instantiating the
 callbacks of a run stays cheap, and a run that draws no figure never pays for the import.
@@ -7,25 +15,29 @@ callbacks of a run stays cheap, and a run that draws no figure never pays for th
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytorch_lightning as pl
 
+Draw = Callable[[], dict[str, Any]]  # -> {tag: matplotlib figure}
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend: training nodes have no display, and an interactive backend would
-    try to open windows from the training loop."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_pending: list[Future] = []
 
 
-def subplots(*args: Any, **kwargs: Any):
-    """A new figure and its axes (``plt.subplots`` arguments) on the Agg backend."""
-    return pyplot().subplots(*args, **kwargs)
+def subplots(*args: Any, figsize: tuple[float, float] | None = None, **kwargs: Any):
+    """A new figure on the Agg canvas and its axes (``plt.subplots`` arguments). Built without pyplot, whose
+    global figure registry is not for threads, and closed by being dropped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(*args, **kwargs)
 
 
 def figure_writers(trainer: pl.Trainer) -> list:
@@ -36,12 +48,47 @@ def figure_writers(trainer: pl.Trainer) -> list:
     return [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_figure")]
 
 
-def add_figures(writers: list, figures: dict[str, Any], global_step: int) -> None:
-    """Add each ``tag -> figure`` to every writer, then close the figure: pyplot keeps every open figure alive,
-    and a long run draws one per epoch."""
-    plt = pyplot()
-    for tag, figure in figures.items():
+def publish_figures(trainer: pl.Trainer, draw: Draw) -> None:
+    """Queue ``draw`` (run on the figure thread) and the writing of its figures at the trainer's current step.
+    ``draw`` must only read what it closes over: CPU copies taken by the caller."""
+    global _executor
+    writers = figure_writers(trainer)
+    if not writers:
+        return
+    import matplotlib.figure  # noqa: F401  imported here, once, rather than by the worker under the import lock
+
+    step = trainer.global_step
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmlab-figures")
+        _pending.append(_executor.submit(_draw_and_write, draw, writers, step))
+
+
+def _draw_and_write(draw: Draw, writers: list, step: int) -> None:
+    for tag, figure in draw().items():
         for writer in writers:
-            # closed once, below, when every writer has it (add_figure's default close=True closes at once)
-            writer.add_figure(tag, figure, global_step=global_step, close=False)
-        plt.close(figure)
+            writer.add_figure(tag, figure, global_step=step, close=False)
+
+
+def wait_for_figures() -> None:
+    """Block until every queued figure is written; raise the first drawing error."""
+    with _lock:
+        pending = list(_pending)
+        _pending.clear()
+    errors = [f.exception() for f in pending]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+
+
+class FigureCallback(pl.Callback):
+    """A callback that publishes figures: the run's figures are all written when a trainer stage ends."""
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        wait_for_figures()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        try:
+            wait_for_figures()
+        except Exception:  # the run's own exception is the one to report
+            pass

@@ -7,10 +7,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+from lstmlab.callbacks.figure_writer import FigureCallback, figure_writers, publish_figures, subplots
 
 
-class ForecastFigures(pl.Callback):
+class ForecastFigures(FigureCallback):
     """At the end of testing: ``test/forecast`` and ``test/attention`` figures on ``num_windows`` test windows
     spread evenly over the test split (the first target; seasonal naive dashed for comparison)."""
 
@@ -19,8 +19,7 @@ class ForecastFigures(pl.Callback):
         self.tag_prefix = tag_prefix
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        writers = figure_writers(trainer)
-        if not writers:
+        if not figure_writers(trainer):
             return
         windows = trainer.datamodule.splits["test"]
         chosen = np.unique(np.linspace(0, len(windows) - 1, self.num_windows).round().astype(int)).tolist()
@@ -31,13 +30,16 @@ class ForecastFigures(pl.Callback):
             )
         naive = pl_module.baselines(batch["x"])["seasonal_naive"]
         name = pl_module.info["target_names"][0]
-        figures = {
-            f"{self.tag_prefix}/forecast": draw_forecasts(
-                batch["x"][..., 0], batch["y"][..., 0], forecast.cpu()[:, :, 0], naive[..., 0], chosen, name
-            ),
-            f"{self.tag_prefix}/attention": draw_attention(attention[0].cpu(), f"test window {chosen[0]}"),
-        }
-        add_figures(writers, figures, trainer.global_step)
+        history, truth = batch["x"][..., 0].clone(), batch["y"][..., 0].clone()
+        forecast, naive, attention = forecast.cpu()[:, :, 0].clone(), naive[..., 0].clone(), attention[0].cpu()
+
+        def draw() -> dict:
+            return {
+                f"{self.tag_prefix}/forecast": draw_forecasts(history, truth, forecast, naive, chosen, name),
+                f"{self.tag_prefix}/attention": draw_attention(attention, f"test window {chosen[0]}"),
+            }
+
+        publish_figures(trainer, draw)
 
 
 def draw_forecasts(history, truth, forecast, naive, windows: list[int], name: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+from lstmlab.callbacks.figure_writer import FigureCallback, figure_writers, publish_figures, subplots
 
 LABELS = {
     "actual": "actual",
@@ -15,7 +15,7 @@ LABELS = {
 COLORS = {"actual": "black", "model": "tab:orange", "persistence": "tab:blue", "moving_average": "tab:green"}
 
 
-class PriceForecastFigure(pl.Callback):
+class PriceForecastFigure(FigureCallback):
     """After testing: the last ``max_points`` test examples, every forecaster against the actual value."""
 
     def __init__(self, max_points: int = 300, tag: str = "test/forecast") -> None:
@@ -23,14 +23,12 @@ class PriceForecastFigure(pl.Callback):
         self.tag = tag
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
-        writers = figure_writers(trainer)
-        if not writers:
+        if not figure_writers(trainer):
             return
         series = pl_module.forecast_split(trainer.datamodule.splits["test"])
-        series = {k: v[-self.max_points :].numpy() for k, v in series.items()}
-        pipeline = pl_module.pipeline
-        figure = draw_forecast(series, pipeline.horizon, f"{pipeline.target} {pipeline.horizon} ticks ahead")
-        add_figures(writers, {self.tag: figure}, trainer.global_step)
+        series = {k: v[-self.max_points :].numpy().copy() for k, v in series.items()}
+        horizon, target = pl_module.pipeline.horizon, pl_module.pipeline.target
+        publish_figures(trainer, lambda: {self.tag: draw_forecast(series, horizon, f"{target} {horizon} ticks ahead")})
 
 
 def draw_forecast(series: dict, horizon: int, ylabel: str):

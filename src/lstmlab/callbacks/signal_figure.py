@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from lstmlab.callbacks.figure_writer import add_figures, figure_writers, subplots
+from lstmlab.callbacks.figure_writer import FigureCallback, figure_writers, publish_figures, subplots
 
 
-class PredictionFigure(pl.Callback):
+class PredictionFigure(FigureCallback):
     """Plots the net's output and the clean target of every frequency for validation sample ``sample``.
 
     ``max_steps`` limits the plotted span so the waveforms stay readable.
@@ -22,19 +22,14 @@ class PredictionFigure(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:  # the sanity check runs before any training: nothing worth a figure yet
             return
-        writers = figure_writers(trainer)
-        if not writers:
+        if not figure_writers(trainer):
             return
         batch = trainer.datamodule.splits["val"].whole_sample(self.sample)
         with torch.no_grad():
             pred, _ = pl_module(batch["x"].to(pl_module.device))
-        figure = draw_prediction(
-            pred.cpu()[:, : self.max_steps],
-            batch["y"][:, : self.max_steps],
-            pl_module.target_names,
-            f"validation sample {self.sample}, epoch {trainer.current_epoch}",
-        )
-        add_figures(writers, {self.tag: figure}, trainer.global_step)
+        pred, target = pred.cpu()[:, : self.max_steps].clone(), batch["y"][:, : self.max_steps].clone()
+        names, title = list(pl_module.target_names), f"validation sample {self.sample}, epoch {trainer.current_epoch}"
+        publish_figures(trainer, lambda: {self.tag: draw_prediction(pred, target, names, title)})
 
 
 def draw_prediction(pred: torch.Tensor, target: torch.Tensor, names: list[str], title: str):

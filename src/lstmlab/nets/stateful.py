@@ -209,13 +209,38 @@ def _cells_before_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tenso
         h_before, layer.weight_hh_l0, layer.bias_hh_l0
     )
     i, f, g, _ = gates.transpose(0, 1).chunk(4, dim=-1)  # time-major: cheap per-step slices
-    written = torch.sigmoid(i) * torch.tanh(g)
-    forget = torch.sigmoid(f)
-    cells = torch.empty_like(written)
+    return _linear_recurrence(torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(g), c0).transpose(0, 1)
+
+
+def _linear_recurrence(forget: Tensor, written: Tensor, c0: Tensor, log_depth: bool | None = None) -> Tensor:
+    """The cell states entering every step, ``c_0 = c0`` and ``c_{t+1} = forget_t * c_t + written_t``.
+
+    Time-major [time, batch, hidden]. On a CPU a loop of one fused multiply-add per step is the cheapest. On an
+    accelerator each of those is a kernel launch that costs more than its arithmetic, so the recurrence runs
+    as a log-depth scan instead (Hillis-Steele: after the pass with offset k, step t holds the composition of
+    the k steps before it): 3 log2(time) launches instead of time. Products of forget gates only shrink, so
+    unlike a cumulative-product formula nothing is divided and nothing overflows. ``log_depth`` forces either.
+    """
+    steps = forget.shape[0]
+    cells = written.new_empty(steps, *written.shape[1:])
     cells[0] = c0
-    for t in range(cells.shape[0] - 1):
-        torch.addcmul(written[t], forget[t], cells[t], out=cells[t + 1])
-    return cells.transpose(0, 1)
+    if steps == 1:
+        return cells
+    if not (written.device.type != "cpu" if log_depth is None else log_depth):
+        for t in range(steps - 1):
+            torch.addcmul(written[t], forget[t], cells[t], out=cells[t + 1])
+        return cells
+    # step t of (gain, offset) maps c_{t} to c_{t+1}; the first one is composed with c0 up front
+    gain, offset = forget[:-1].clone(), written[:-1].clone()
+    offset[0].addcmul_(gain[0], c0)
+    gain[0] = 0.0
+    k = 1
+    while k < steps - 1:
+        offset[k:] = torch.addcmul(offset[k:], gain[k:], offset[:-k])
+        gain[k:] = gain[k:] * gain[:-k]
+        k *= 2
+    cells[1:] = offset
+    return cells
 
 
 def _lstm_single_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tensor) -> Tensor:
@@ -233,10 +258,6 @@ def _lstm_single_steps(layer: nn.LSTM, inp: Tensor, h_before: Tensor, c0: Tensor
     i, f, g, o = gates.chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     written = i * g
-    with torch.no_grad():
-        forget, new = f.transpose(0, 1), written.transpose(0, 1)  # time-major: cheap per-step slices
-        cells = new.new_empty(steps, batch, hidden)
-        cells[0] = c0
-        for t in range(steps - 1):
-            torch.addcmul(new[t], forget[t], cells[t], out=cells[t + 1])
+    with torch.no_grad():  # time-major: cheap per-step slices
+        cells = _linear_recurrence(f.transpose(0, 1), written.transpose(0, 1), c0)
     return o * torch.tanh(torch.addcmul(written, f, cells.transpose(0, 1)))
