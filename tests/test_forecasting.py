@@ -174,7 +174,7 @@ def test_fan_chart_and_backtest_scalars_are_in_the_event_files(quantile_run):
         images |= set(events.Tags()["images"])
         scalars |= set(events.Tags()["scalars"])
     assert "test/forecast" in images
-    assert {"backtest/mase_origin_0", "backtest/mase_origin_2", "test/coverage"} <= scalars
+    assert {"~backtest/mase_origin_0", "~backtest/mase_origin_2", "~test/coverage"} <= scalars
 
 
 def test_backtest_forecasts_never_read_the_future_of_their_origin(quantile_run, tmp_path):

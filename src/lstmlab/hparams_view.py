@@ -119,11 +119,16 @@ def hparams_summaries(params: Mapping[str, Any], metrics: Sequence[str], leading
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from torch.utils.tensorboard.summary import hparams
 
+    from lstmlab.loggers import filed_tag
+
     experiment, session_start, session_end = hparams(dict(params), {name: 0.0 for name in metrics})
     leading = set(leading)
     metadata = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(metadata.content)
     for info in data.experiment.hparam_infos:
         info.differs = info.name in leading
+    for metric in data.experiment.metric_infos:  # read from the tag the logger wrote, titled by the metric's name
+        metric.display_name = metric.name.tag
+        metric.name.tag = filed_tag(metric.name.tag)
     metadata.content = data.SerializeToString()
     return [experiment, session_start, session_end]
