@@ -130,7 +130,10 @@ class WindowScaler(nn.Module):
         return stats.season[:, torch.arange(horizon, device=stats.season.device) % stats.season.shape[1]]
 
     def encode_target(self, y: Tensor, stats: WindowStats) -> Tensor:
-        """Raw targets [B, H, K] -> what the net is trained to output for them."""
+        """Raw targets [B, H, K] -> what the net is trained to output for them; raw forecasts [B, H, K, Q] -> the
+        output they decode from (per quantile level: ``decode``'s inverse)."""
+        if y.dim() == 4:
+            return torch.stack([self.encode_target(y[..., q], stats) for q in range(y.shape[-1])], dim=-1)
         k = self.num_targets
         scaled = self._affine((self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k], slice(0, k))
         base = self.base_forecast(stats, y.shape[1])

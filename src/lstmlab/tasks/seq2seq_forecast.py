@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric, Metric
 from lstmlab.choices import LOSSES, TEACHER_FORCING_SCHEDULES
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.base import LstmlabTask
-from lstmlab.tasks.forecast_scaling import WindowScaler
+from lstmlab.tasks.forecast_scaling import WindowScaler, WindowStats
 
 FORECASTERS = ("model", "seasonal_naive", "last_value")
 
@@ -304,11 +304,17 @@ class Seq2SeqForecastTask(LstmlabTask):
             "last_value": last_value(history, horizon),
         }
 
+    def net_forecast(self, x: Tensor, series: Tensor, horizon: int) -> tuple[Tensor, Tensor, WindowStats]:
+        """Raw context -> (the net's output in its scaled units, the raw forecast, the context's ``WindowStats``),
+        autoregressive (the target is not passed): the test loop's forecast, which ``lstmlab-eval runtime=onnx``
+        takes from the exported graph instead (``lstmlab.onnx_runtime``)."""
+        scaled, stats = self.scaling.encode(x, series)
+        out = self.net(scaled, horizon)
+        return out, self._finish(out, stats), stats
+
     def update_metrics(self, stage: str, batch: dict) -> None:
-        scaled, stats = self.scaling.encode(batch["x"], batch["series"])
-        out = self.net(scaled, batch["y"].shape[1])  # autoregressive: the target is not passed
+        out, forecast, stats = self.net_forecast(batch["x"], batch["series"], batch["y"].shape[1])
         self.loss_mean[stage].update(self._loss(out, self.scaling.encode_target(batch["y"], stats)), weight=len(out))
-        forecast = self._finish(out, stats)
         scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=out.device)[batch["series"]]
         forecasts = {"model": self.point(forecast), **self.baselines(batch["x"])}
         for name, each in forecasts.items():
