@@ -48,3 +48,7 @@ SHORT_SERIES_POLICIES = ("error", "skip")
 FORECAST_SCALERS = ("instance", "train")
 # model.base_forecast (forecaster): what the net corrects: nothing | the seasonal-naive forecast
 BASE_FORECASTS = ("none", "seasonal_naive")
+
+# ---- serving ---------------------------------------------------------------------------------------------
+# runtime (lstmlab-eval, lstmlab-stream): the checkpoint's PyTorch model | the graphs lstmlab-export wrote beside it
+RUNTIMES = ("torch", "onnx")

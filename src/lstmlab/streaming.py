@@ -27,6 +27,7 @@ from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint
 from lstmlab.data.price_features import FeatureBuffer, PricePipeline
 from lstmlab.data.prices import DEFAULT_COLUMNS, header_names, header_positions, parse_price, parse_row
 from lstmlab.errors import ConfigError, DataFileError
+from lstmlab.onnx_runtime import OnnxGraph, check_runtime, read_export
 
 
 @dataclass(frozen=True)
@@ -77,39 +78,18 @@ class OnnxPriceModel:
     each window of ``seq_len`` feature vectors through the ``chunk`` graph from a zero state, as it was trained."""
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        path = Path(ckpt_path)
-        described = path if path.suffix == ".json" else path.with_suffix(".onnx.json")
-        if not described.is_file():
-            raise ConfigError(
-                f"ckpt_path={path}: runtime=onnx reads the exported model beside it ({described} not found); "
-                f"run lstmlab-export ckpt_path={path} first"
-            )
-        info = json.loads(described.read_text())
-        if info.get("family") != "prices" or info.get("format") != "onnx":
-            raise ConfigError(
-                f"ckpt_path={path}: {described} describes a {info.get('family')} model in {info.get('format')}; "
-                "runtime=onnx streams a price model exported with format=onnx"
-            )
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("runtime=onnx needs onnxruntime: pip install 'lstmlab[export]'") from None
+        info, described = read_export(ckpt_path, "prices", "streams a price model exported with format=onnx")
         self.pipeline = PricePipeline.from_dict(info["scaling"])
-        graph = info["graphs"]["step" if self.pipeline.stateful else "chunk"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one window is too small to split across cores (see stream.yaml threads)
-        self.session = ort.InferenceSession(
-            str(described.parent / graph["file"]), options, providers=["CPUExecutionProvider"]
-        )
-        self.state_shapes = {s["name"]: s["shape"] for s in graph["inputs"] if s["name"] != "x"}
+        # one window is too small to split across cores (see stream.yaml threads)
+        self.graph = OnnxGraph(described, info, "step" if self.pipeline.stateful else "chunk", threads=1)
         self.reset_state()
 
     def reset_state(self) -> None:
-        self.state = {name: np.zeros((shape[0], 1, shape[2]), np.float32) for name, shape in self.state_shapes.items()}
+        self.state = self.graph.zero_state(1)
 
     def raw_output(self, features: np.ndarray) -> torch.Tensor:
         """Raw features [C] (stateful: one step, the state carried) or [seq_len, C] (a window) -> raw output [1]."""
-        y, *after = self.session.run(None, {"x": features[None].astype(np.float32), **self.state})
+        y, *after = self.graph.run({"x": features[None].astype(np.float32), **self.state})
         if self.pipeline.stateful:
             self.state = dict(zip(self.state, after))
             return torch.from_numpy(y[:, 0])
@@ -274,9 +254,7 @@ def run_stream(cfg) -> int:
         raise ConfigError(f"format={cfg.format!r} must be 'jsonl' or 'table'")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    runtime = cfg.get("runtime") or "torch"
-    if runtime not in ("torch", "onnx"):
-        raise ConfigError(f"runtime={runtime!r} must be 'torch' or 'onnx' (a model exported by lstmlab-export)")
+    runtime = check_runtime(cfg.get("runtime"))
     task = OnnxPriceModel(cfg.ckpt_path) if runtime == "onnx" else load_task(cfg.ckpt_path)
     pipeline = task.pipeline
     check_features(pipeline, OmegaConf.to_container(cfg.features) if cfg.get("features") else None, cfg.ckpt_path)
