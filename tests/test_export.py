@@ -1,5 +1,6 @@
 """lstmlab-export: every family's graphs against the PyTorch model they came from (ONNX Runtime and TorchScript,
-float32, within 1e-5), on random inputs and on real batches of tiny real runs, and the CLI's bad-input lines."""
+float32, within 1e-5), on random inputs and on real batches of tiny real runs, and the CLI's bad-input lines;
+the exports on ONNX Runtime through lstmlab-stream and lstmlab-eval (``runtime=onnx``)."""
 
 from __future__ import annotations
 
@@ -356,3 +357,84 @@ def test_stream_on_onnx_runtime_needs_the_export(trained, tmp_path):
     bare.write_bytes(ckpt.read_bytes())
     proc = run_cli("lstmlab.stream", f"ckpt_path={bare}", "source=-", "runtime=onnx", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "run lstmlab-export ckpt_path=" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# ---- lstmlab-eval runtime=onnx ---------------------------------------------------------------------------------------
+def evaluate(ckpt, out, workdir, *overrides: str, check: bool = True, env=None):
+    """``lstmlab-eval ckpt_path=<ckpt>`` into ``out`` on the data the tiny runs trained on."""
+    return run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={ckpt}",
+        *overrides,
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={workdir / 'data'}",
+        "extras.print_config=false",
+        cwd=workdir,
+        check=check,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("family", ["signal", "prices", "classifier", "forecaster"])
+def test_eval_on_onnx_runtime_scores_as_the_checkpoint_does(trained, workdir, tmp_path, family):
+    """The exported graphs do the test split's forward passes; every test metric is PyTorch's within 1e-4."""
+    ckpt, _, graphs = trained(family)
+    runs = {}
+    for runtime in ("torch", "onnx"):
+        evaluate(ckpt, tmp_path / runtime, workdir, f"runtime={runtime}")
+        runs[runtime] = json.loads((tmp_path / runtime / "metrics.json").read_text())
+    assert "runtime" not in runs["torch"]
+    assert runs["onnx"]["runtime"] == "onnx" and runs["onnx"]["exported"] == str(graphs["json"])
+    timed = ("latency", "throughput", "peak_memory")  # the classifier's performance table times each runtime
+    expected = {k: v for k, v in runs["torch"]["test"].items() if not any(t in k for t in timed)}
+    got = runs["onnx"]["test"]
+    assert len(expected) >= 3 and set(expected) <= set(got)
+    for key, value in expected.items():
+        if family == "forecaster" and key == "test/loss":
+            # quantiles that cross are published sorted by the graph: their loss, never above the unsorted net's
+            assert got[key] <= value * (1 + 1e-4)
+            continue
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-7), key
+    assert runs["onnx"].get("test_report") == runs["torch"].get("test_report")
+
+
+def test_eval_on_onnx_runtime_leaves_the_pytorch_net_unused(trained):
+    from lstmlab.exporting import load_task
+    from lstmlab.onnx_runtime import use_onnx
+
+    ckpt, _, _ = trained("classifier")
+    task = load_task(ckpt)[1]
+    x, lengths = torch.randn(3, 9, task.net.input_size), torch.tensor([9, 4, 1])
+    with torch.no_grad():
+        want = task(x, lengths)
+        use_onnx(task, ckpt)
+        got = task(x, lengths)
+    assert gap(got, want) <= TOLERANCE
+    with pytest.raises(RuntimeError, match="runtime=onnx"):
+        task.net(x, lengths)
+
+
+def test_eval_on_onnx_runtime_refuses_what_cannot_run(trained, workdir, tmp_path):
+    """No export beside the checkpoint, an unknown runtime, no onnxruntime: one line each, exit status 2."""
+    import os
+    import shutil
+
+    ckpt, _, _ = trained("signal")
+    bare = tmp_path / "run" / "checkpoints" / "best.ckpt"  # the run without its export
+    shutil.copytree(ckpt.parent.parent / ".hydra", tmp_path / "run" / ".hydra")
+    bare.parent.mkdir()
+    shutil.copy(ckpt, bare)
+    blocker = tmp_path / "blocked" / "onnxruntime"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('onnxruntime is not installed')\n")
+    path = os.pathsep.join(p for p in (str(blocker.parent), os.environ.get("PYTHONPATH")) if p)
+    cases = [
+        (bare, "runtime=onnx", None, f"ckpt_path={bare}: runtime=onnx reads the exported model beside it"),
+        (ckpt, "runtime=tflite", None, "runtime='tflite' must be 'torch' or 'onnx'"),
+        (ckpt, "runtime=onnx", {"PYTHONPATH": path}, "runtime=onnx needs onnxruntime: pip install"),
+    ]
+    for checkpoint, runtime, env, expected in cases:
+        proc = evaluate(checkpoint, tmp_path / "eval", workdir, runtime, check=False, env=env)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: {expected}"), proc.stderr[-2000:]
+        assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "eval" / "metrics.json").exists()

@@ -102,8 +102,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("ckpt_path is required: lstmlab-eval ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt")
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
+    from lstmlab.onnx_runtime import check_runtime
+
+    runtime = check_runtime(cfg.get("runtime"))
     apply_extras(cfg)
-    apply_threads(cfg)
+    threads = apply_threads(cfg)
     ckpt = check_checkpoint_file(cfg.ckpt_path)
     saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
     if not saved_path.is_file():
@@ -118,6 +121,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(saved.data, _convert_="all")
     task = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train for this run")
+    exported = None
+    if runtime == "onnx":  # the graphs lstmlab-export wrote beside the checkpoint do the forward passes
+        from lstmlab.onnx_runtime import use_onnx
+
+        exported = use_onnx(task, ckpt, threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     predictions = Path(cfg.predictions) if cfg.get("predictions") else None
     if predictions is not None and (predictions.suffix not in (".csv", ".parquet") or cfg.split != "test"):
@@ -136,6 +144,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     if predictions is not None:
         write_forecasts(trainer, task, datamodule, predictions)
         results["predictions"] = str(predictions)
+    if exported is not None:
+        results |= {"runtime": runtime, "exported": str(exported)}
     write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
 
