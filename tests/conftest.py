@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# pytest-xdist runs the test files on one worker per core (pyproject's addopts). Each worker and every CLI run it
+# starts keep torch to one thread: runs side by side that each use every core thrash (17x slower each on 2 cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from helpers import train
 
