@@ -41,6 +41,7 @@ from benchmarks import (
     training_throughput,
 )
 from benchmarks.harness import Context, Measurement, Row, command_line, machine_info, positive_int
+from benchmarks.memory import memory_row, peaks, reset_peaks
 from benchmarks.report import markdown_table, plot_throughput, write_json
 
 # the items of issue 7, in its order
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:
             module = MEASUREMENTS[key]
             t0 = time.perf_counter()
+            reset_peaks(device)
             try:
                 result = module.run(ctx, args) if hasattr(module, "add_arguments") else module.run(ctx)
             except Exception as err:  # one broken measurement must not hide the others' figures
@@ -159,12 +161,16 @@ def main(argv: list[str] | None = None) -> int:
                     rows=[Row(key, f"error: {type(err).__name__}: {err}", "-", "error")],
                 )
             result.settings["seconds"] = round(time.perf_counter() - t0, 1)
+            result.settings.update(peaks(device))
             results.append(result)
-            print(f"  {key}: {result.settings['seconds']} s", file=sys.stderr)
+            print(
+                f"  {key}: {result.settings['seconds']} s, peak host {result.settings['peak_host_mb']} MB",
+                file=sys.stderr,
+            )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    table = markdown_table(results)
+    table = markdown_table(results) + "\n| " + " | ".join(memory_row(results)) + " |"
     suffix = "-quick" if args.quick else ""
     suffix += "-partial" if args.only else ""
     plot_name = f"throughput_vs_length{suffix}.png"

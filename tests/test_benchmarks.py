@@ -101,6 +101,10 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
         for name, figure in m["figures"].items():
             assert figure["min"] <= figure["median"] <= figure["max"], (key, name)
             assert figure["n"] >= 1 and figure["unit"], (key, name)
+        # each measurement's own peak resident set (Linux resets it per measurement); no device on a CPU run
+        host = m["settings"]["peak_host_mb"]
+        assert host is None if sys.platform != "linux" else 50 < host < 16_000, (key, host)
+        assert (m["settings"]["peak_device_mb"] is None) == (machine["device"] == "cpu"), key
     for key in NOT_BUILT:
         assert measurements[key]["status"] == "n/a (not built yet)"
 
@@ -108,6 +112,8 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
     table = proc.stdout
     assert table.startswith("| measurement |") and ("n/a (not built yet)" in table) == bool(NOT_BUILT)
     assert table.count("\n|") >= 1 + len(MEASURED) + len(NOT_BUILT)
+    memory = next(line for line in table.splitlines() if line.startswith("| memory: peak host"))
+    assert all(f"{key} " in memory for key in MEASURED), memory
 
 
 @pytest.mark.slow
