@@ -29,9 +29,12 @@ def sweep_overrides(ctx: Context) -> list[str]:
         "hparams_search=signal_optuna",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner=none",
-        f"data.generator.n_samples={ctx.size(40, 12, minimum=8)}",
+        # trials of ~10-17 s each on 2 cores (full): long enough that the sweep measures the trials side by side,
+        # not the ~3 s a joblib worker takes to start and import torch (at 40 samples and 6 epochs a trial took
+        # 2 s, and two at a time came out 0.88x: start-up, not training)
+        f"data.generator.n_samples={ctx.size(400, 12, minimum=8)}",
         "data.generator.duration=4.0",
-        f"trainer.max_epochs={3 if ctx.quick else 6}",
+        f"trainer.max_epochs={3 if ctx.quick else 10}",
         "trainer.accelerator=" + ("gpu" if ctx.device.type == "cuda" else "cpu"),
         "extras.print_config=false",
         "callbacks.progress=null",
