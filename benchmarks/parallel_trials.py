@@ -10,12 +10,9 @@ core each) and joblib with ``n_jobs=2``. The figure is the ratio of the wall tim
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 
 from benchmarks.harness import Context, Measurement, Row, show, stats, verdict
-from benchmarks.sweep_efficiency import read_trials
+from benchmarks.sweep_efficiency import run_signal_sweep, signal_sweep_overrides
 
 KEY = "parallel_trials"
 TITLE = "11. parallel trials (4-trial sweep, one at a time vs two at a time on the same cores)"
@@ -25,42 +22,18 @@ LAUNCHERS = {"sequential": [], "joblib_2": ["hydra/launcher=joblib", "hydra.laun
 
 
 def sweep_overrides(ctx: Context) -> list[str]:
-    return [
-        "hparams_search=signal_optuna",
-        "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.pruner=none",
-        # trials of ~10-17 s each on 2 cores (full): long enough that the sweep measures the trials side by side,
-        # not the ~3 s a joblib worker takes to start and import torch (at 40 samples and 6 epochs a trial took
-        # 2 s, and two at a time came out 0.88x: start-up, not training)
-        f"data.generator.n_samples={ctx.size(400, 12, minimum=8)}",
-        "data.generator.duration=4.0",
-        f"trainer.max_epochs={3 if ctx.quick else 10}",
-        "trainer.accelerator=" + ("gpu" if ctx.device.type == "cuda" else "cpu"),
-        "extras.print_config=false",
-        "callbacks.progress=null",
-        "callbacks.prediction_figure=null",
-        f"paths.data_dir={ctx.data_dir}",
-    ]
-
-
-def run_sweep(ctx: Context, name: str) -> dict:
-    sweep_dir = ctx.work_dir / f"parallel_{name}"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    command = [sys.executable, "-m", "lstmlab.train", "-m", *sweep_overrides(ctx), *LAUNCHERS[name]]
-    command.append(f"hydra.sweep.dir={sweep_dir}")
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ctx.work_dir, env=env, capture_output=True, text=True, timeout=3600)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"sweep {name} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    trials = read_trials(sweep_dir / "trials.csv")
-    values = [float(t["value"]) for t in trials if t["state"] == "COMPLETE" and t["value"]]
-    return {"wall_s": wall, "trials": len(values), "best": min(values)}
+    # trials of ~10-17 s each on 2 cores (full): long enough that the sweep measures the trials side by side, not
+    # the ~3 s a joblib worker takes to start and import torch (at 40 samples and 6 epochs a trial took 2 s, and
+    # two at a time came out 0.88x: start-up, not training)
+    overrides = signal_sweep_overrides(ctx, 4, ctx.size(400, 12, minimum=8), 3 if ctx.quick else 10)
+    return [*overrides, "hydra.sweeper.pruner=none"]
 
 
 def run(ctx: Context) -> Measurement:
-    sweeps = {name: run_sweep(ctx, name) for name in LAUNCHERS}
+    sweeps = {
+        name: run_signal_sweep(ctx, f"parallel_{name}", [*sweep_overrides(ctx), *launcher])
+        for name, launcher in LAUNCHERS.items()
+    }
     one, two = sweeps["sequential"], sweeps["joblib_2"]
     speedup = one["wall_s"] / two["wall_s"]
     figures = {f"wall_{name}_s": stats([sweep["wall_s"]], "s") for name, sweep in sweeps.items()}

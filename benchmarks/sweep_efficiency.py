@@ -26,14 +26,15 @@ GOAL = f"pruning saves >= {GOAL_SAVED:.0%} of epochs, best value within {GOAL_BE
 PRUNERS = ("none", "median")
 
 
-def sweep_overrides(ctx: Context) -> list[str]:
-    """The signal search on a small dataset, so that 2 x 20 trials fit in a few minutes of CPU."""
+def signal_sweep_overrides(ctx: Context, trials: int, samples: int, epochs: int) -> list[str]:
+    """The signal search through the CLI, ``trials`` trials of ``samples`` generated samples and ``epochs`` epochs,
+    without progress bar or figures."""
     return [
         "hparams_search=signal_optuna",
-        f"hydra.sweeper.n_trials={ctx.size(20, 6, minimum=4)}",
-        f"data.generator.n_samples={ctx.size(40, 12, minimum=8)}",
+        f"hydra.sweeper.n_trials={trials}",
+        f"data.generator.n_samples={samples}",
         "data.generator.duration=4.0",
-        f"trainer.max_epochs={4 if ctx.quick else 10}",
+        f"trainer.max_epochs={epochs}",
         "trainer.accelerator=" + ("gpu" if ctx.device.type == "cuda" else "cpu"),
         "extras.print_config=false",
         "callbacks.progress=null",
@@ -42,24 +43,17 @@ def sweep_overrides(ctx: Context) -> list[str]:
     ]
 
 
-def run_sweep(ctx: Context, pruner: str) -> dict:
-    sweep_dir = ctx.work_dir / f"sweep_{pruner}"
+def run_signal_sweep(ctx: Context, name: str, overrides: list[str]) -> dict:
+    """``lstmlab-train -m <overrides>`` into ``<work dir>/<name>``: wall time, epochs, best value, trial counts."""
+    sweep_dir = ctx.work_dir / name
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("HYDRA_FULL_ERROR", None)
-    command = [
-        sys.executable,
-        "-m",
-        "lstmlab.train",
-        "-m",
-        *sweep_overrides(ctx),
-        f"hydra.sweeper.pruner={pruner}",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
+    command = [sys.executable, "-m", "lstmlab.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ctx.work_dir, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"sweep with pruner={pruner} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"sweep {name} exited {proc.returncode}: {proc.stderr[-2000:]}")
     trials = read_trials(sweep_dir / "trials.csv")
     finished = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
     values = [float(t["value"]) for t in trials if t["state"] == "COMPLETE" and t["value"]]
@@ -70,6 +64,15 @@ def run_sweep(ctx: Context, pruner: str) -> dict:
         "trials": len(finished),
         "wall_s": wall,
     }
+
+
+def sweep_overrides(ctx: Context) -> list[str]:
+    """The signal search on a small dataset, so that 2 x 20 trials fit in a few minutes of CPU."""
+    return signal_sweep_overrides(ctx, ctx.size(20, 6, minimum=4), ctx.size(40, 12, minimum=8), 4 if ctx.quick else 10)
+
+
+def run_sweep(ctx: Context, pruner: str) -> dict:
+    return run_signal_sweep(ctx, f"sweep_{pruner}", [*sweep_overrides(ctx), f"hydra.sweeper.pruner={pruner}"])
 
 
 def read_trials(path: Path) -> list[dict]:
