@@ -92,6 +92,52 @@ def test_eval_reproduces_the_test_metrics_and_the_performance_table(classifier_r
     assert PERFORMANCE <= set(evaluated) and "| latency_p99_ms |" in proc.stdout
 
 
+def read_predictions(ckpt, path, run_dir):
+    """``lstmlab-eval ckpt_path=<ckpt> predictions=<path>``; the table and the evaluation's test metrics."""
+    import pandas as pd
+
+    run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={ckpt}",
+        f"predictions={path}",
+        "extras.print_config=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=run_dir.parent,
+    )
+    return pd.read_csv(path), json.loads((run_dir / "metrics.json").read_text())["test"]
+
+
+def test_eval_writes_one_prediction_row_per_test_sequence(tmp_path):
+    import numpy as np
+
+    user = write_user_file(tmp_path / "three.h5", n=60, t_max=15, channels=4, classes=3)
+    _, run = train_classifier(tmp_path, "trainer.max_epochs=2", f"data.path={user}")
+    table, evaluated = read_predictions(run / "checkpoints" / "best.ckpt", tmp_path / "pred.csv", tmp_path / "eval")
+    trained = read_metrics(run)
+    probs = ["p_c0", "p_c1", "p_c2"]
+    assert list(table.columns) == ["index", "sequence", "label", "predicted", *probs]
+    assert len(table) == sum(trained["test_report"]["support"]) and table["index"].tolist() == list(range(len(table)))
+    np.testing.assert_allclose(table[probs].sum(axis=1), 1.0, atol=1e-6)
+    assert (table["predicted"] == table[probs].idxmax(axis=1).str[2:]).all()
+    labels = np.arange(60) % 3  # write_user_file's labels, by the row of the file
+    assert (table["label"] == [f"c{k}" for k in labels[table["sequence"]]]).all()
+    accuracy = (table["label"] == table["predicted"]).mean()
+    assert accuracy == pytest.approx(trained["test"]["test/accuracy"], abs=1e-6)
+    assert accuracy == pytest.approx(evaluated["test/accuracy"], abs=1e-6)
+
+
+def test_binary_predictions_use_the_validation_threshold(classifier_run, tmp_path):
+    table, evaluated = read_predictions(
+        classifier_run / "checkpoints" / "best.ckpt", tmp_path / "pred.csv", tmp_path / "eval"
+    )
+    names = read_metrics(classifier_run)["test_report"]["classes"]
+    positive = f"p_{names[1]}"
+    assert list(table.columns)[4:] == [f"p_{name}" for name in names]
+    expected = [names[int(p >= evaluated["test/threshold"])] for p in table[positive]]
+    assert table["predicted"].tolist() == expected
+    assert (table["label"] == table["predicted"]).mean() == pytest.approx(evaluated["test/accuracy"], abs=1e-6)
+
+
 def test_tensorboard_holds_the_figures(classifier_run):
     images, scalars = set(), set()
     for events in (classifier_run / "tensorboard").glob("events.out.tfevents.*"):

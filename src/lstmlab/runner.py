@@ -128,11 +128,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         exported = use_onnx(task, ckpt, threads)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     predictions = Path(cfg.predictions) if cfg.get("predictions") else None
-    if predictions is not None and (predictions.suffix not in (".csv", ".parquet") or cfg.split != "test"):
-        raise ConfigError(
-            f"predictions={predictions}: write forecasts of the test split to a .csv or .parquet file "
-            "(split=test, the default)"
-        )
+    if predictions is not None:
+        check_predictions(predictions, cfg.split, datamodule)
     if (cfg.get("backtest") or {}).get("origins"):
         metrics = run_backtest(trainer, task, datamodule, cfg.backtest, None)
         results = {"backtest": metrics, "checkpoint": str(ckpt)}
@@ -142,7 +139,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
         results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
     if predictions is not None:
-        write_forecasts(trainer, task, datamodule, predictions)
+        write_predictions(trainer, task, datamodule, predictions)
         results["predictions"] = str(predictions)
     if exported is not None:
         results |= {"runtime": runtime, "exported": str(exported)}
@@ -150,12 +147,42 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def write_forecasts(trainer: pl.Trainer, task, datamodule, path: Path) -> None:
+def check_predictions(path: Path, split: str, datamodule) -> None:
+    """``predictions=<file>`` before any work: a .csv or .parquet file, the test split, a run that predicts."""
+    if path.suffix not in (".csv", ".parquet") or split != "test":
+        raise ConfigError(
+            f"predictions={path}: write the predictions of the test split to a .csv or .parquet file "
+            "(split=test, the default)"
+        )
+    kind = type(datamodule)  # not set up yet: ask the class, not its properties
+    if not (hasattr(kind, "window_origins") or hasattr(kind, "class_names")):
+        raise ConfigError(
+            "predictions=... applies to forecasting (data=series) and sequence-classification runs; "
+            "set predictions=null"
+        )
+
+
+def write_predictions(trainer: pl.Trainer, task, datamodule, path: Path) -> None:
+    """The test split's predictions as a table (forecasts or class probabilities), written whole or not at all
+    (a temporary file renamed into place)."""
+    if hasattr(datamodule, "window_origins"):
+        table = forecast_table(trainer, task, datamodule)
+    else:
+        table = classification_table(trainer, task, datamodule)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        table.to_parquet(partial, index=False)
+    else:
+        table.to_csv(partial, index=False)
+    partial.replace(path)
+    log.info("predictions written to %s (%d rows)", path, len(table))
+
+
+def forecast_table(trainer: pl.Trainer, task, datamodule):
     """One row per test (or backtest) window, forecast step and target: series, origin, start (the first
     forecast step's stamp), step (1..horizon), target, actual, and ``forecast`` or one ``q<level>`` column per
-    quantile. Written whole or not at all (a temporary file renamed into place)."""
-    if not hasattr(datamodule, "window_origins"):
-        raise ConfigError("predictions=... applies to forecasting runs (data=series); set predictions=null")
+    quantile."""
     import pandas as pd
     import torch
 
@@ -176,14 +203,36 @@ def write_forecasts(trainer: pl.Trainer, task, datamodule, path: Path) -> None:
     values = forecasts.reshape(n * horizon * targets, -1).numpy()
     for j, column in enumerate(columns):
         table[column] = values[:, j]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    if path.suffix == ".parquet":
-        table.to_parquet(partial, index=False)
-    else:
-        table.to_csv(partial, index=False)
-    partial.replace(path)
-    log.info("forecasts written to %s (%d rows)", path, len(table))
+    return table
+
+
+def classification_table(trainer: pl.Trainer, task, datamodule):
+    """One row per test sequence, in the split's order: index (its position in the test split), sequence (its
+    row in the data file), label (the true class's name), predicted (the predicted class's name: argmax, or for
+    two classes the decision threshold chosen on validation, as for test/accuracy) and ``p_<class name>``, the
+    probability of each class."""
+    import pandas as pd
+    import torch
+
+    from lstmlab.metrics import predicted_classes
+
+    probs = torch.cat(trainer.predict(task, datamodule=datamodule)).cpu()  # [N] binary, [N, K] otherwise
+    predicted = predicted_classes(probs, float(task.decision_threshold)).numpy()
+    if probs.ndim == 1:
+        probs = torch.stack([1 - probs, probs], dim=-1)
+    test = datamodule.splits["test"]
+    names = task.class_names(datamodule)
+    table = pd.DataFrame(
+        {
+            "index": range(len(test)),
+            "sequence": test.members,
+            "label": [names[k] for k in test.labels.tolist()],
+            "predicted": [names[k] for k in predicted],
+        }
+    )
+    for k, name in enumerate(names):
+        table[f"p_{name}"] = probs[:, k].double().numpy()
+    return table
 
 
 def run_backtest(trainer: pl.Trainer, task, datamodule, backtest: DictConfig, ckpt_path: str | None) -> dict:

@@ -130,6 +130,12 @@ class SequenceClassificationTask(LstmlabTask):
         """Raw sensor values [batch, T, C] -> logits ([batch] binary, [batch, K] otherwise)."""
         return self.net((x - self.input_mean) / self.input_std, lengths)
 
+    def class_names(self, datamodule) -> list[str]:
+        """The data's class names (metrics.json's reports, lstmlab-eval's predictions), ``class_<k>`` where the
+        file names none."""
+        names = getattr(datamodule, "class_names", None)
+        return list(names) if names else [f"class_{k}" for k in range(self.net.num_classes)]
+
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=-1)
 
@@ -164,8 +170,7 @@ class SequenceClassificationTask(LstmlabTask):
         }
         self.epoch_outputs[stage] = {"probs": probs.detach().cpu(), "y": y.cpu()}
         if not self.trainer.sanity_checking:
-            names = getattr(self.trainer.datamodule, "class_names", None)
-            names = names or [f"class_{k}" for k in range(self.net.num_classes)]
+            names = self.class_names(self.trainer.datamodule)
             self.stage_reports[stage] = class_report(probs.cpu(), y.cpu(), names, float(self.decision_threshold))
         self.log_dict(values)
         return values
