@@ -9,7 +9,8 @@ The net is in eval mode under ``torch.inference_mode``, untrained (its cost does
   process per core) and, interleaved, torch's default threads;
 * throughput: sequences per second of forwards at batch 256 with lengths drawn like the data's (100-500 steps,
   padded to the batch's longest), torch's default threads; on a GPU also the same batch on the machine's CPU,
-  interleaved, and their ratio (the GPU goal: >= 20x the CPU);
+  interleaved, and their ratio (the GPU goal: >= 20x the CPU); on a GPU also each way to run the recurrence
+  there (packed or padded batches, the two directions on one CUDA stream or two);
 * size: parameters and the bytes of the saved ``state_dict``.
 """
 
@@ -36,6 +37,27 @@ def state_dict_bytes(net: torch.nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     return buffer.getbuffer().nbytes
+
+
+# on a GPU, the batch-256 throughput of each way to run the recurrence: (net.pack, net.parallel_directions)
+GPU_VARIANTS = {
+    "packed_1_stream": (True, False),
+    "packed_2_streams": (True, True),
+    "padded_1_stream": (False, False),
+    "padded_2_streams": (False, True),
+}
+
+
+def variant_throughput(net, many, lengths, pack: bool, parallel: bool, ctx: Context):
+    """Sequences per second of ``net`` run with ``pack`` and ``parallel_directions`` set as given."""
+    variant = copy.deepcopy(net)
+    variant.pack, variant.parallel_directions = pack, parallel
+
+    def throughput() -> float:
+        with torch.inference_mode():
+            return len(lengths) / timed(lambda: variant(many, lengths), ctx)
+
+    return throughput
 
 
 def run(ctx: Context) -> Measurement:
@@ -72,11 +94,11 @@ def run(ctx: Context) -> Measurement:
         latencies[case].append(block)
         return percentile(block, 50)
 
-    def throughput() -> float:
-        with torch.inference_mode():
-            return batch / timed(lambda: net(many, lengths), ctx)
-
-    cases = {"one_thread": lambda: latency("one_thread"), "default": lambda: latency("default"), "batch": throughput}
+    cases = {
+        "one_thread": lambda: latency("one_thread"),
+        "default": lambda: latency("default"),
+        "batch": variant_throughput(net, many, lengths, net.pack, net.parallel_directions, ctx),
+    }
     on_gpu = ctx.device.type == "cuda"
     if on_gpu:  # the same net and batch on this machine's CPU: the ratio the GPU goal is stated in
         cpu_net, cpu_many, cpu_lengths = copy.deepcopy(net).cpu(), many.cpu(), lengths.cpu()
@@ -88,6 +110,8 @@ def run(ctx: Context) -> Measurement:
                 return batch / (time.perf_counter() - t0)
 
         cases["batch_cpu"] = cpu_throughput
+        for name, (pack, parallel) in GPU_VARIANTS.items():
+            cases[f"batch_{name}"] = variant_throughput(net, many, lengths, pack, parallel, ctx)
     repeats = ctx.reps(5, 3)
     samples = interleaved(cases, repeats)
     figures = {}
@@ -99,6 +123,11 @@ def run(ctx: Context) -> Measurement:
     if on_gpu:
         figures["batch_256_sequences_per_s_cpu"] = stats(samples["batch_cpu"], "seq/s")
         figures["ratio_gpu_vs_cpu_batch_256"] = stats(ratio(samples["batch"], samples["batch_cpu"]), "x")
+        for name in GPU_VARIANTS:
+            figures[f"batch_256_sequences_per_s_{name}"] = stats(samples[f"batch_{name}"], "seq/s")
+            figures[f"ratio_{name}_vs_cpu_batch_256"] = stats(
+                ratio(samples[f"batch_{name}"], samples["batch_cpu"]), "x"
+            )
     n_params = sum(p.numel() for p in net.parameters())
     size_mb = state_dict_bytes(net) / 1e6
     figures["parameters"] = stats([float(n_params)], "params")
@@ -138,6 +167,14 @@ def run(ctx: Context) -> Measurement:
                 verdict(figures["ratio_gpu_vs_cpu_batch_256"]["median"] >= GPU_GOAL_RATIO),
             )
         )
+        variants = "; ".join(
+            f"{name.replace('_', ' ')} {show(figures[f'batch_256_sequences_per_s_{name}'])} "
+            f"({show(figures[f'ratio_{name}_vs_cpu_batch_256'])})"
+            for name in GPU_VARIANTS
+        )
+        rows.append(
+            Row(f"4. classifier, batch {batch} on the GPU: packed or padded, directions on 1 or 2 streams", variants)
+        )
     return Measurement(
         key=KEY,
         number=4,
@@ -153,6 +190,7 @@ def run(ctx: Context) -> Measurement:
             "repeats": repeats,
             "torch_threads_default": default_threads,
             "pack": net.pack,
+            "parallel_directions": net.parallel_directions,
             "device": str(ctx.device),
         },
     )
