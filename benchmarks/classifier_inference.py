@@ -60,6 +60,21 @@ def variant_throughput(net, many, lengths, pack: bool, parallel: bool, ctx: Cont
     return throughput
 
 
+def variant_latency(net, one, one_length, pack: bool, parallel: bool, ctx: Context, calls: int):
+    """The median milliseconds of ``calls`` single-sequence forwards of ``net`` run as ``variant_throughput``."""
+    variant = copy.deepcopy(net)
+    variant.pack, variant.parallel_directions = pack, parallel
+
+    def latency() -> float:
+        block = []
+        with torch.inference_mode():
+            for _ in range(calls):
+                block.append(timed(lambda: variant(one, one_length), ctx) * 1e3)
+        return percentile(block, 50)
+
+    return latency
+
+
 def run(ctx: Context) -> Measurement:
     from hydra.utils import instantiate
 
@@ -112,6 +127,7 @@ def run(ctx: Context) -> Measurement:
         cases["batch_cpu"] = cpu_throughput
         for name, (pack, parallel) in GPU_VARIANTS.items():
             cases[f"batch_{name}"] = variant_throughput(net, many, lengths, pack, parallel, ctx)
+            cases[f"latency_{name}"] = variant_latency(net, one, one_length, pack, parallel, ctx, calls)
     repeats = ctx.reps(5, 3)
     samples = interleaved(cases, repeats)
     figures = {}
@@ -125,6 +141,7 @@ def run(ctx: Context) -> Measurement:
         figures["ratio_gpu_vs_cpu_batch_256"] = stats(ratio(samples["batch"], samples["batch_cpu"]), "x")
         for name in GPU_VARIANTS:
             figures[f"batch_256_sequences_per_s_{name}"] = stats(samples[f"batch_{name}"], "seq/s")
+            figures[f"latency_p50_ms_{name}"] = stats(samples[f"latency_{name}"], "ms")
             figures[f"ratio_{name}_vs_cpu_batch_256"] = stats(
                 ratio(samples[f"batch_{name}"], samples["batch_cpu"]), "x"
             )
@@ -159,7 +176,7 @@ def run(ctx: Context) -> Measurement:
     if on_gpu:
         rows.append(
             Row(
-                f"4. classifier, batch {batch}: GPU (packed) vs this machine's CPU ({default_threads} threads)",
+                f"4. classifier, batch {batch}: GPU (net defaults) vs this machine's CPU ({default_threads} threads)",
                 f"GPU {show(figures['batch_256_sequences_per_s'])}; "
                 f"CPU {show(figures['batch_256_sequences_per_s_cpu'])}; "
                 f"**{show(figures['ratio_gpu_vs_cpu_batch_256'])}**",
@@ -169,11 +186,15 @@ def run(ctx: Context) -> Measurement:
         )
         variants = "; ".join(
             f"{name.replace('_', ' ')} {show(figures[f'batch_256_sequences_per_s_{name}'])} "
-            f"({show(figures[f'ratio_{name}_vs_cpu_batch_256'])})"
+            f"({show(figures[f'ratio_{name}_vs_cpu_batch_256'])}), "
+            f"batch 1 p50 {show(figures[f'latency_p50_ms_{name}'])}"
             for name in GPU_VARIANTS
         )
         rows.append(
-            Row(f"4. classifier, batch {batch} on the GPU: packed or padded, directions on 1 or 2 streams", variants)
+            Row(
+                f"4. classifier on the GPU, batch {batch} and 1: packed or padded, directions on 1 or 2 streams",
+                variants,
+            )
         )
     return Measurement(
         key=KEY,
