@@ -17,6 +17,11 @@ Side by side, per set and seed:
   ``test/baseline_accuracy``; the validation accuracy at the kept checkpoint is read from the run's
   metrics.csv (the row where the checkpoint's monitor was best), so settings can be chosen on it;
 * every ``--variants`` entry the same way, with ``model=<variant>`` added;
+* with 2 seeds or more, each of those as a seed ensemble: the class probabilities of its runs of every seed
+  (``lstmlab-eval ckpt_path=<run>/checkpoints/best.ckpt predictions=<csv>`` per seed, each run's best checkpoint)
+  averaged per test sequence, the class of the highest mean probability predicted (binary sets too: the members'
+  thresholds chosen on validation are not averaged); its wall time is the sum of its members' (the evaluations,
+  a few seconds each, are kept apart as ``eval_s``);
 * MiniRocket (aeon's ``MiniRocketClassifier``, ``random_state=<s>``) and 1-NN DTW (aeon's
   ``KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1)``, full window, deterministic: run once) on
   the same train/test arrays. 1-NN DTW takes unequal lengths as they are; MiniRocket does not (aeon's tag
@@ -262,12 +267,20 @@ def validation_members(labels: np.ndarray, share: float = 0.15) -> np.ndarray:
 
 # ---- the methods -------------------------------------------------------------------------------------------
 LSTMLAB = "lstmlab"  # the default; a variant is "lstmlab:<model option>"
+LSTMLAB_ENSEMBLE = "lstmlab_ensemble"  # the seed ensemble of the default; of a variant "lstmlab_ensemble:<option>"
 BASELINE = "baseline"
 MINIROCKET = "minirocket"
 DTW = "dtw"
 
 
+def ensemble_of(method: str) -> str:
+    """The seed ensemble's key of an lstmlab method (``lstmlab`` or ``lstmlab:<model option>``)."""
+    return LSTMLAB_ENSEMBLE + method[len(LSTMLAB) :]
+
+
 def label(method: str) -> str:
+    if method.startswith(LSTMLAB_ENSEMBLE):
+        return f"{label(LSTMLAB + method[len(LSTMLAB_ENSEMBLE) :])} seed ensemble"
     if method.startswith(LSTMLAB + ":"):
         return f"lstmlab {method.split(':', 1)[1].split('/')[-1]}"
     return {
@@ -293,14 +306,13 @@ def run_lstmlab(ctx: Context, h5: Path, run_dir: Path, seed: int, extra: list[st
         *RUN_OVERRIDES,
         *extra,
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
+    proc = subprocess.run(
+        command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=run_env()
+    )
     process_s = time.perf_counter() - started
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"lstmlab-train exited {proc.returncode} ({run_dir}): {tail[0]}")
+        raise RuntimeError(f"lstmlab-train exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {
         "test_accuracy": metrics["test"]["test/accuracy"],
@@ -310,6 +322,64 @@ def run_lstmlab(ctx: Context, h5: Path, run_dir: Path, seed: int, extra: list[st
         "process_s": round(process_s, 3),
         "steps": metrics.get("global_steps"),
         "command": shlex.join(["lstmlab-train", *command[3:]]),
+    }
+
+
+def run_env() -> dict[str, str]:
+    """The environment of an lstmlab subprocess: warnings off, and Hydra's one-line errors (no full traceback)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def failure(stderr: str) -> str:
+    """The error's own line: Hydra ends a failed run with a hint about HYDRA_FULL_ERROR after it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    return lines[-1] if lines else "no output"
+
+
+def write_test_predictions(ctx: Context, run_dir: Path, path: Path) -> float:
+    """``lstmlab-eval ckpt_path=<run_dir>/checkpoints/best.ckpt predictions=<path>`` in a subprocess: the test
+    split's predictions of the run's best checkpoint (seed ensembles read them); returns its seconds."""
+    command = [
+        sys.executable,
+        "-m",
+        "lstmlab.evaluate",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"predictions={path}",
+        f"hydra.run.dir={run_dir / 'eval'}",
+        "extras.print_config=false",
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(
+        command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=run_env()
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"lstmlab-eval exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
+    return time.perf_counter() - started
+
+
+def run_ensemble(ctx: Context, data: Dataset, members: list[tuple[Path, float]]) -> dict:
+    """The seed ensemble of one lstmlab method: each member run's class probabilities on the test split
+    (``write_test_predictions``) averaged per sequence, the highest predicted; ``members`` are (run dir, wall)."""
+    import pandas as pd
+
+    expected = [data.class_names[k] for k in data.y_test]
+    columns = [f"p_{name}" for name in data.class_names]
+    probs, eval_s = [], 0.0
+    for run_dir, _ in members:
+        path = run_dir / "test_predictions.csv"
+        eval_s += write_test_predictions(ctx, run_dir, path)
+        table = pd.read_csv(path, dtype={"label": str, "predicted": str})
+        if table["label"].tolist() != expected:  # the file's test split, in the data set's order
+            raise ValueError(f"{path}: its labels are not the test split's, in order")
+        probs.append(table[columns].to_numpy(np.float64))
+    predicted = np.mean(probs, axis=0).argmax(axis=1)
+    return {
+        "test_accuracy": float(np.mean(predicted == data.y_test)),
+        "members": len(members),
+        "wall_s": round(sum(wall for _, wall in members), 3),
+        "eval_s": round(eval_s, 3),
     }
 
 
@@ -383,7 +453,8 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
     overrides = shlex.split(args.overrides) + (list(QUICK_OVERRIDES) if ctx.quick else [])
     carve_val = bool(getattr(args, "carve_val", False))
     lstmlab_methods = [LSTMLAB] + [f"{LSTMLAB}:{v}" for v in variants]
-    methods = [BASELINE, DTW, MINIROCKET, *lstmlab_methods]
+    ensembles = [ensemble_of(m) for m in lstmlab_methods] if len(seeds) > 1 else []  # one seed: no ensemble
+    methods = [BASELINE, DTW, MINIROCKET, *lstmlab_methods, *ensembles]
 
     root = ctx.work_dir / KEY
     results: dict[str, dict] = {}
@@ -398,7 +469,7 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
         for seed in seeds:
             for method in lstmlab_methods:
                 extra = ([f"model={method.split(':', 1)[1]}"] if ":" in method else []) + overrides
-                run_dir = root / "runs" / name / method.replace(":", "-").replace("/", "-") / f"seed{seed}"
+                run_dir = run_root(root, name, method, seed)
                 try:
                     result = run_lstmlab(ctx, h5, run_dir, seed, extra)
                 except Exception as err:  # one failed run must not hide the others' figures
@@ -412,6 +483,14 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
                     runs[method].append({"seed": seed, **run_peer(method, data, seed)})
                 except Exception as err:
                     errors[method] = report_error(name, method, seed, err)
+        for method in lstmlab_methods if ensembles else ():  # what averaging the seeds buys, no extra training
+            members = [(run_root(root, name, method, r["seed"]), r["wall_s"]) for r in runs[method]]
+            if len(members) < 2:
+                continue
+            try:
+                runs[ensemble_of(method)].append({"seed": None, **run_ensemble(ctx, data, members)})
+            except Exception as err:
+                errors[ensemble_of(method)] = report_error(name, ensemble_of(method), None, err)
         results[name] = {
             **data.describe(),
             "runs": runs,
@@ -424,9 +503,14 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
     return measurement(results, methods, lstmlab_methods, ctx, seeds, variants, overrides, carve_val, left_out)
 
 
-def report_error(name: str, method: str, seed: int, err: Exception) -> str:
+def run_root(root: Path, name: str, method: str, seed: int) -> Path:
+    """The run directory of one lstmlab method on one data set and seed."""
+    return root / "runs" / name / method.replace(":", "-").replace("/", "-") / f"seed{seed}"
+
+
+def report_error(name: str, method: str, seed: int | None, err: Exception) -> str:
     text = f"{type(err).__name__}: {err}"
-    print(f"  {KEY}: {name}, {label(method)}, seed {seed}: {text}", file=sys.stderr)
+    print(f"  {KEY}: {name}, {label(method)}{'' if seed is None else f', seed {seed}'}: {text}", file=sys.stderr)
     return text
 
 
@@ -516,8 +600,8 @@ def tables(results: dict[str, dict], methods: list[str], lstmlab_methods: list[s
     timed = [m for m in methods if m != BASELINE]  # the baseline is fitted inside each lstmlab run
     lines += [
         "",
-        "Wall time per data set (s, mean over seeds; lstmlab: fit + test in the process, MiniRocket and 1-NN DTW: "
-        "fit + predict):",
+        "Wall time per data set (s, mean over seeds; lstmlab: fit + test in the process, a seed ensemble: the sum "
+        "of its members'; MiniRocket and 1-NN DTW: fit + predict):",
         "",
         "| data set | " + " | ".join(label(m) for m in timed) + " |",
         "|---" * (1 + len(timed)) + "|",
@@ -565,7 +649,7 @@ def measurement(
         if walls:
             figures[f"{m}/wall_s"] = stats(walls, "s")
         goal, met = "-", "-"
-        if m in lstmlab_methods and summary[m]["mean_accuracy"] is not None:
+        if m.startswith(LSTMLAB) and summary[m]["mean_accuracy"] is not None:  # trained runs and seed ensembles
             above_baseline = all(
                 mean_accuracy(r["runs"][m]) is not None
                 and mean_accuracy(r["runs"][BASELINE]) is not None

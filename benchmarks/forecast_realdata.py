@@ -49,7 +49,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import shlex
 import statistics
 import subprocess
@@ -63,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.classify_realdata import best_validation, package_dir, ranks
+from benchmarks.classify_realdata import best_validation, failure, package_dir, ranks, run_env, write_test_predictions
 from benchmarks.harness import Context, Measurement, Row, number, stats
 
 KEY = "forecast_realdata"
@@ -373,10 +372,10 @@ def lstmlab_command(ctx: Context, csv_path: Path, source: Source, run_dir: Path,
 def run_lstmlab(ctx: Context, command: list[str], run_dir: Path, snaive_mase: float) -> dict:
     """One ``lstmlab-train`` run in a subprocess; its test MASE on the benchmark's scale, validation MASE at the
     kept checkpoint, coverage (quantile loss) and times. Missing keys are kept as None."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env.pop("HYDRA_FULL_ERROR", None)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
+    proc = subprocess.run(
+        command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=run_env()
+    )
     process_s = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"lstmlab-train exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
@@ -412,28 +411,11 @@ def run_ensemble(ctx: Context, run_dirs: list[Path], actual: np.ndarray, scale: 
     forecasts = []
     for run_dir in run_dirs:
         path = run_dir / "test_forecasts.csv"
-        command = [
-            sys.executable,
-            "-m",
-            "lstmlab.evaluate",
-            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-            f"predictions={path}",
-            f"hydra.run.dir={run_dir / 'eval'}",
-            "extras.print_config=false",
-        ]
-        proc = subprocess.run(command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-        if proc.returncode != 0:
-            raise RuntimeError(f"lstmlab-eval exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
+        write_test_predictions(ctx, run_dir, path)
         table = pd.read_csv(path).sort_values("step")
         forecasts.append(table["forecast"].to_numpy(np.float64))
     median = np.median(np.stack(forecasts), axis=0)
     return {"mase": mase(median, actual, scale), "members": len(run_dirs), "wall_s": round(sum(walls), 3)}
-
-
-def failure(stderr: str) -> str:
-    """The error's own line: Hydra ends a failed run with a hint about HYDRA_FULL_ERROR after it."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
-    return lines[-1] if lines else "no output"
 
 
 # ---- options -----------------------------------------------------------------------------------------------

@@ -135,6 +135,13 @@ def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
     accuracy_table = proc.stdout.split("Test accuracy")[1].split("Wall time")[0]
     header = accuracy_table.splitlines()[2]
     assert all(f"| {m} |" in header for m in methods), header
+    # a seed ensemble per lstmlab method needs two seeds or more; --quick trains one, so no ensemble column
+    [name] = measured["settings"]["datasets"]
+    runs = measured["series"]["datasets"][name]["runs"]
+    if len(measured["settings"]["seeds"]) < 2:
+        assert "seed ensemble" not in header and not any(m.startswith("lstmlab_ensemble") for m in runs), header
+    else:
+        assert "| lstmlab default seed ensemble |" in header and runs["lstmlab_ensemble"], header
     rows = {line.split("|")[1].strip(): line for line in accuracy_table.splitlines() if line.startswith("| ")}
     for name in (*measured["settings"]["datasets"], "mean accuracy (1 set)", "mean rank (1 = best)"):
         assert name in rows and "error" not in rows[name] and " - |" not in rows[name], (name, rows.get(name))
