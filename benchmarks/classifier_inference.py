@@ -10,7 +10,7 @@ The net is in eval mode under ``torch.inference_mode``, untrained (its cost does
 * throughput: sequences per second of forwards at batch 256 with lengths drawn like the data's (100-500 steps,
   padded to the batch's longest), torch's default threads; on a GPU also the same batch on the machine's CPU,
   interleaved, and their ratio (the GPU goal: >= 20x the CPU); on a GPU also each way to run the recurrence
-  there (packed or padded batches, the two directions on one CUDA stream or two);
+  there (packed or padded batches: cuDNN's standard or persistent kernels);
 * size: parameters and the bytes of the saved ``state_dict``.
 """
 
@@ -39,19 +39,14 @@ def state_dict_bytes(net: torch.nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-# on a GPU, the batch-256 throughput of each way to run the recurrence: (net.pack, net.parallel_directions)
-GPU_VARIANTS = {
-    "packed_1_stream": (True, False),
-    "packed_2_streams": (True, True),
-    "padded_1_stream": (False, False),
-    "padded_2_streams": (False, True),
-}
+# on a GPU, batch-256 throughput and batch-1 latency of each way to run the recurrence (net.pack)
+GPU_VARIANTS = {"packed": True, "padded": False}
 
 
-def variant_throughput(net, many, lengths, pack: bool, parallel: bool, ctx: Context):
-    """Sequences per second of ``net`` run with ``pack`` and ``parallel_directions`` set as given."""
+def variant_throughput(net, many, lengths, pack: bool | None, ctx: Context):
+    """Sequences per second of ``net`` run with ``pack`` set as given."""
     variant = copy.deepcopy(net)
-    variant.pack, variant.parallel_directions = pack, parallel
+    variant.pack = pack
 
     def throughput() -> float:
         with torch.inference_mode():
@@ -60,10 +55,10 @@ def variant_throughput(net, many, lengths, pack: bool, parallel: bool, ctx: Cont
     return throughput
 
 
-def variant_latency(net, one, one_length, pack: bool, parallel: bool, ctx: Context, calls: int):
+def variant_latency(net, one, one_length, pack: bool, ctx: Context, calls: int):
     """The median milliseconds of ``calls`` single-sequence forwards of ``net`` run as ``variant_throughput``."""
     variant = copy.deepcopy(net)
-    variant.pack, variant.parallel_directions = pack, parallel
+    variant.pack = pack
 
     def latency() -> float:
         block = []
@@ -112,7 +107,7 @@ def run(ctx: Context) -> Measurement:
     cases = {
         "one_thread": lambda: latency("one_thread"),
         "default": lambda: latency("default"),
-        "batch": variant_throughput(net, many, lengths, net.pack, net.parallel_directions, ctx),
+        "batch": variant_throughput(net, many, lengths, net.pack, ctx),
     }
     on_gpu = ctx.device.type == "cuda"
     if on_gpu:  # the same net and batch on this machine's CPU: the ratio the GPU goal is stated in
@@ -125,9 +120,9 @@ def run(ctx: Context) -> Measurement:
                 return batch / (time.perf_counter() - t0)
 
         cases["batch_cpu"] = cpu_throughput
-        for name, (pack, parallel) in GPU_VARIANTS.items():
-            cases[f"batch_{name}"] = variant_throughput(net, many, lengths, pack, parallel, ctx)
-            cases[f"latency_{name}"] = variant_latency(net, one, one_length, pack, parallel, ctx, calls)
+        for name, pack in GPU_VARIANTS.items():
+            cases[f"batch_{name}"] = variant_throughput(net, many, lengths, pack, ctx)
+            cases[f"latency_{name}"] = variant_latency(net, one, one_length, pack, ctx, calls)
     repeats = ctx.reps(5, 3)
     samples = interleaved(cases, repeats)
     figures = {}
@@ -185,14 +180,14 @@ def run(ctx: Context) -> Measurement:
             )
         )
         variants = "; ".join(
-            f"{name.replace('_', ' ')} {show(figures[f'batch_256_sequences_per_s_{name}'])} "
+            f"{name} {show(figures[f'batch_256_sequences_per_s_{name}'])} "
             f"({show(figures[f'ratio_{name}_vs_cpu_batch_256'])}), "
             f"batch 1 p50 {show(figures[f'latency_p50_ms_{name}'])}"
             for name in GPU_VARIANTS
         )
         rows.append(
             Row(
-                f"4. classifier on the GPU, batch {batch} and 1: packed or padded, directions on 1 or 2 streams",
+                f"4. classifier on the GPU, batch {batch} and 1: packed or padded batches (net.pack)",
                 variants,
             )
         )
@@ -211,7 +206,6 @@ def run(ctx: Context) -> Measurement:
             "repeats": repeats,
             "torch_threads_default": default_threads,
             "pack": net.pack,
-            "parallel_directions": net.parallel_directions,
             "device": str(ctx.device),
         },
     )

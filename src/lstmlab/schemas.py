@@ -479,8 +479,6 @@ class ClassifierNetSchema:
     init: str = MISSING
     freeze: list[str] = MISSING
     pack: Optional[bool] = MISSING
-    # absent from the configs of runs made before it existed: null, the default
-    parallel_directions: Optional[bool] = None
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)

@@ -54,16 +54,6 @@ def make_classifier_head(
     return nn.Sequential(*layers)
 
 
-_side_streams: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def _side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One extra CUDA stream per device for the backward direction, made once (creating streams is not free)."""
-    if device not in _side_streams:
-        _side_streams[device] = torch.cuda.Stream(device=device)
-    return _side_streams[device]
-
-
 def reverse_valid(x: Tensor, lengths: Tensor) -> Tensor:
     """Each sequence's first ``length`` steps in reverse order, its padding left in place (its own inverse)."""
     t = torch.arange(x.shape[1], device=x.device)
@@ -77,12 +67,11 @@ class LSTMClassifier(nn.Module):
 
     The recurrence is a stack of layers, each a forward LSTM and (``bidirectional``) a backward LSTM that reads
     every sequence reversed within its own length, so both directions start at a real step and padding only
-    ever follows the valid steps. ``pack=True`` also packs each call (the padded steps are skipped, but cuDNN then
-    runs its standard algorithm; a padded batch gets its persistent kernel, for up to 192 units a direction);
-    ``pack=False`` runs them and discards their outputs (on CPU the packed kernels cost 2-5x more than the
-    padding they skip); ``null`` packs on CUDA only. Outputs at valid steps are the same either way.
-    ``parallel_directions`` (``null``: whenever the input is on CUDA) runs the backward direction of each layer
-    on a second CUDA stream beside the forward one; no effect on CPU.
+    ever follows the valid steps. ``pack=True`` also packs each call (the padded steps are skipped); ``pack=False``
+    (the default) runs them and discards their outputs; ``null`` packs on CUDA only. Outputs at valid steps are
+    the same either way. Padding is the faster on both devices: on CPU the packed kernels cost 2-5x more than the
+    padding they skip, and on CUDA a packed batch runs cuDNN's standard algorithm where a padded one gets its
+    persistent kernel (LSTMs up to 192 units; an H100 ran the default net 10x faster padded, docs/benchmarks.md).
 
     ``num_classes`` = 2 gives one logit (binary), K > 2 gives K. After each forward, ``attention_weights``
     [batch, T] holds the pooling weights of that batch (``pooling='attention'``; else None). ``freeze`` lists
@@ -110,7 +99,6 @@ class LSTMClassifier(nn.Module):
         init: str,
         freeze: Sequence[str],
         pack: bool | None,
-        parallel_directions: bool | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -124,7 +112,6 @@ class LSTMClassifier(nn.Module):
         self.bidirectional = bidirectional
         self.pooling = pooling
         self.pack = pack
-        self.parallel_directions = parallel_directions
         directions = 2 if bidirectional else 1
         features = hidden_size * directions
         self.lstm = nn.ModuleList()
@@ -162,27 +149,6 @@ class LSTMClassifier(nn.Module):
             return pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
         return rnn(x)[0]
 
-    def _backward_direction(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
-        return reverse_valid(self._run(rnn, reverse_valid(x, lengths), lengths), lengths)
-
-    def _side_by_side(self, x: Tensor) -> bool:
-        if not (self.bidirectional and x.is_cuda) or torch.jit.is_tracing() or torch.cuda.is_current_stream_capturing():
-            return False
-        return self.parallel_directions is not False
-
-    def _both_directions(self, layer: nn.ModuleList, x: Tensor, lengths: Tensor) -> list[Tensor]:
-        """The two directions of a layer; on CUDA on two streams, so that their step-by-step kernels (each too
-        small to fill the GPU) overlap instead of queueing one direction's ~T steps behind the other's."""
-        main = torch.cuda.current_stream(x.device)
-        side = _side_stream(x.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
-            backward = self._backward_direction(layer[1], x, lengths)
-        forward = self._run(layer[0], x, lengths)
-        main.wait_stream(side)
-        backward.record_stream(main)  # allocated on the side stream, read on the main one from here on
-        return [forward, backward]
-
     def sequence_outputs(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Last layer's outputs [batch, T, hidden * directions] (zero on padding) and the valid-step mask."""
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
@@ -190,12 +156,9 @@ class LSTMClassifier(nn.Module):
         for depth, layer in enumerate(self.lstm):
             if depth > 0:
                 out = self.between_layers(out)
-            if self._side_by_side(out):
-                directions = self._both_directions(layer, out, lengths)
-            else:
-                directions = [self._run(layer[0], out, lengths)]
-                if self.bidirectional:
-                    directions.append(self._backward_direction(layer[1], out, lengths))
+            directions = [self._run(layer[0], out, lengths)]
+            if self.bidirectional:
+                directions.append(reverse_valid(self._run(layer[1], reverse_valid(out, lengths), lengths), lengths))
             out = torch.cat(directions, dim=-1) * mask
         return out, mask.squeeze(-1)
 

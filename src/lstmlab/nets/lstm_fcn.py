@@ -89,8 +89,9 @@ class LSTMFCN(nn.Module):
     """``x`` [batch, T, input_size] and ``lengths`` [batch] -> logits [batch] (binary) or [batch, K].
 
     ``squeeze_excite=True`` makes it an MLSTM-FCN. ``num_classes`` = 2 gives one logit, K > 2 gives K.
-    ``pack`` (``lstm_input=time``): pack each batch for the LSTM (skips the padded steps; fastest on cuDNN), or
-    run the padded steps and read the output at each sequence's last valid step (same values); null: on CUDA.
+    ``pack`` (``lstm_input=time``): pack each batch for the LSTM (skips the padded steps), or run the padded
+    steps and read the output at each sequence's last valid step (same values; the default, faster on CPU and on
+    cuDNN, whose persistent kernel takes padded batches only: ``LSTMClassifier``); null: pack on CUDA only.
     """
 
     def __init__(
