@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import build_net, read_metrics, train
+from helpers import TINY_CLASSIFIER, build_net, read_metrics, run_cli, train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -64,6 +64,41 @@ def test_classifier_on_cuda_packed_or_padded_equals_the_cpu(pack):
     torch.testing.assert_close(cuda_logits, cpu_logits, atol=1e-4, rtol=1e-4)
     for grad, cpu_grad in zip(cuda_grads, cpu_grads):
         torch.testing.assert_close(grad, cpu_grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["bilstm_classifier", "bilstm_classifier/mlstm_fcn"])
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_classifiers_train_on_the_gpu_and_score_the_same_on_cpu(tmp_path, model, precision):
+    """The classifier families train on CUDA with their default (padded) batches, in fp32 and bf16; the
+    checkpoint scores on CPU as the GPU run did."""
+    run = tmp_path / "run"
+    tiny = [o for o in TINY_CLASSIFIER if model == "bilstm_classifier" or "attention_size" not in o]
+    run_cli(
+        "lstmlab.train",
+        *tiny,
+        f"model={model}",
+        "trainer=gpu",
+        "trainer.accelerator=gpu",
+        f"trainer.precision={precision}",
+        "trainer.max_steps=8",
+        "trainer.min_steps=0",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    gpu = read_metrics(run)["test"]
+    run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "extras.print_config=false",
+        cwd=tmp_path,
+    )
+    cpu = read_metrics(tmp_path / "eval")["test"]
+    # bf16 may move a borderline sequence of the 14 across the threshold, no more
+    assert gpu["test/accuracy"] == pytest.approx(cpu["test/accuracy"], abs=0.08)
+    assert gpu["test/loss"] == pytest.approx(cpu["test/loss"], rel=0.05)
 
 
 def test_ddp_with_one_gpu_process_trains_like_the_gpu_trainer(tmp_path):
