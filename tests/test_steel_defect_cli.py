@@ -157,6 +157,24 @@ def test_tensorboard_holds_the_figures(classifier_run):
 
 
 # (id, entry point, overrides, bad file edits or None, what stderr must name)
+def test_eval_of_several_checkpoints_scores_their_mean_probabilities(classifier_run, tmp_path):
+    """``ckpt_path=[a,b]``: a seed ensemble whose probabilities are the members' mean, scored as one model."""
+    import numpy as np
+
+    _, other = train_classifier(tmp_path, "trainer.max_epochs=2", "seed=1", run_dir="seed1")
+    ckpts = [classifier_run / "checkpoints" / "best.ckpt", other / "checkpoints" / "best.ckpt"]
+    members = [read_predictions(c, tmp_path / f"m{k}.csv", tmp_path / f"eval{k}") for k, c in enumerate(ckpts)]
+    table, evaluated = read_predictions(f"[{ckpts[0]},{ckpts[1]}]", tmp_path / "ens.csv", tmp_path / "ens")
+    probs = [c for c in table.columns if c.startswith("p_")]
+    mean = (members[0][0][probs] + members[1][0][probs]) / 2
+    assert not np.allclose(members[0][0][probs], members[1][0][probs])  # two different models
+    np.testing.assert_allclose(table[probs], mean, atol=1e-5)
+    thresholds = [m[1]["test/threshold"] for m in members]
+    assert evaluated["test/threshold"] == pytest.approx(sum(thresholds) / 2, abs=1e-6)
+    assert (table["label"] == table["predicted"]).mean() == pytest.approx(evaluated["test/accuracy"], abs=1e-6)
+    assert json.loads((tmp_path / "ens" / "metrics.json").read_text())["checkpoint"] == [str(c) for c in ckpts]
+
+
 BAD = [
     ("labels_out_of_range", "lstmlab.train", dict(labels=lambda a: with_value(a, 4, 7)), "(first: labels[4] = 7)"),
     ("channel_mismatch_vs_checkpoint", "lstmlab.evaluate", dict(), "has 3 channels but the model takes 5"),

@@ -5,6 +5,7 @@ Entry points call ``run_training`` / ``run_evaluation``; everything heavy is imp
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -107,20 +108,17 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     runtime = check_runtime(cfg.get("runtime"))
     apply_extras(cfg)
     threads = apply_threads(cfg)
-    ckpt = check_checkpoint_file(cfg.ckpt_path)
-    saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not saved_path.is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
-            "evaluate checkpoints inside the run directory that lstmlab-train wrote"
-        )
-    saved = OmegaConf.load(saved_path)
+    ckpts = [check_checkpoint_file(path) for path in checkpoint_list(cfg.ckpt_path)]
+    ckpt = ckpts[0]
+    saved = saved_run_config(ckpt)
     saved.paths = cfg.paths  # resolve the saved run's paths in this process
     if cfg.get("data_path"):  # the same model on another file of the run's schema
         saved.data.path = cfg.data_path
 
     datamodule = instantiate(saved.data, _convert_="all")
     task = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train for this run")
+    if len(ckpts) > 1:
+        task = seed_ensemble(task, ckpts, saved, runtime)
     exported = None
     if runtime == "onnx":  # the graphs lstmlab-export wrote beside the checkpoint do the forward passes
         from lstmlab.onnx_runtime import use_onnx
@@ -138,6 +136,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         run(task, datamodule=datamodule)
         metrics = scalar_metrics(trainer.callback_metrics, f"{cfg.split}/")
         results = {cfg.split: metrics, "checkpoint": str(ckpt), **stage_reports(task)}
+    if len(ckpts) > 1:
+        results["checkpoint"] = [str(path) for path in ckpts]
     if predictions is not None:
         write_predictions(trainer, task, datamodule, predictions)
         results["predictions"] = str(predictions)
@@ -145,6 +145,58 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         results |= {"runtime": runtime, "exported": str(exported)}
     write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
+
+
+def checkpoint_list(value) -> list[str]:
+    """``ckpt_path``: one checkpoint, or a list of them (a seed ensemble)."""
+    paths = [str(v) for v in value] if isinstance(value, (ListConfig, list, tuple)) else [str(value)]
+    if not paths:
+        raise ConfigError("ckpt_path=[]: name a checkpoint, or several for a seed ensemble: ckpt_path=[a.ckpt,b.ckpt]")
+    return paths
+
+
+def saved_run_config(ckpt: Path) -> DictConfig:
+    """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``)."""
+    saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
+            "evaluate checkpoints inside the run directory that lstmlab-train wrote"
+        )
+    return OmegaConf.load(saved_path)
+
+
+def seed_ensemble(first, ckpts: list[Path], saved: DictConfig, runtime: str):
+    """A task that scores the mean class probabilities of the checkpoints' tasks (``ckpt_path=[a,b,...]``): runs
+    of one model on one data file (seeds, or settings that keep the classes and channels)."""
+    if runtime != "torch" or not hasattr(first, "ensemble_of"):
+        raise ConfigError(
+            f"ckpt_path=[{','.join(map(str, ckpts))}]: several checkpoints make a seed ensemble of classifiers, "
+            "scored with runtime=torch; pass one checkpoint for this run"
+        )
+    members = [first]
+    for ckpt in ckpts[1:]:
+        other = saved_run_config(ckpt)
+        if other.model._target_ != saved.model._target_ or other.data.get("path") != saved.data.get("path"):
+            raise ConfigError(
+                f"ckpt_path: {ckpt} is a {other.model._target_.rsplit('.', 1)[-1]} run on "
+                f"data.path={other.data.get('path')}, {ckpts[0]} one on data.path={saved.data.get('path')}: "
+                "an ensemble's members must be runs of one task on one data file"
+            )
+        member = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train")
+        shape, first_shape = (
+            (member.input_mean.numel(), member.net.num_classes),
+            (first.input_mean.numel(), first.net.num_classes),
+        )
+        if shape != first_shape:
+            raise ConfigError(
+                f"ckpt_path: {ckpt} takes {shape[0]} channels and {shape[1]} classes, {ckpts[0]} "
+                f"{first_shape[0]} and {first_shape[1]}: an ensemble's members must share them"
+            )
+        members.append(member)
+    host = copy.deepcopy(first)
+    host.ensemble_of(members)
+    return host
 
 
 def check_predictions(path: Path, split: str, datamodule) -> None:

@@ -8,7 +8,7 @@ saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -55,6 +55,8 @@ class SequenceClassificationTask(LstmlabTask):
         self.epoch_outputs: dict[str, dict[str, Tensor]] = {}
         # per stage, its last epoch's per-class precision / recall and confusion matrix (the runner's metrics.json)
         self.stage_reports: dict[str, dict[str, list]] = {}
+        # a seed ensemble (lstmlab-eval ckpt_path=[...]): the trained tasks whose mean probabilities this one scores
+        self.members: nn.ModuleList | None = None
 
     def _build(self, net_cfg: dict) -> None:
         self.net = instantiate(net_cfg)
@@ -128,7 +130,16 @@ class SequenceClassificationTask(LstmlabTask):
     # ---- steps ---------------------------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Raw sensor values [batch, T, C] -> logits ([batch] binary, [batch, K] otherwise)."""
+        if self.members is not None:
+            probs = torch.stack([m.probabilities(m(x, lengths)) for m in self.members]).mean(0)
+            return torch.logit(probs, eps=1e-7) if self.binary else torch.log(probs.clamp_min(1e-12))
         return self.net((x - self.input_mean) / self.input_std, lengths)
+
+    def ensemble_of(self, members: Sequence[SequenceClassificationTask]) -> None:
+        """Score as a seed ensemble: the mean class probabilities of ``members`` (tasks trained on the same data,
+        each with its own normalisation), binary decisions at their mean validation threshold."""
+        self.members = nn.ModuleList(members)
+        self.decision_threshold.fill_(float(torch.stack([m.decision_threshold for m in members]).mean()))
 
     def class_names(self, datamodule) -> list[str]:
         """The data's class names (metrics.json's reports, lstmlab-eval's predictions), ``class_<k>`` where the
