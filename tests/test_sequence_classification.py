@@ -204,3 +204,18 @@ def test_freeze_stops_the_named_parts_from_learning():
     assert any(not torch.equal(params[k], v) for k, v in head.items())
     with pytest.raises(ValueError, match="unknown part 'encoder'"):
         build_net("bilstm_classifier", input_size=5, num_classes=2, freeze=["encoder"])
+
+
+def test_the_decision_threshold_sits_in_the_middle_of_the_validation_gap():
+    """A separable validation set with saturated probabilities gives the middle of its gap (0.59 between 0.999 and
+    0.002), not its lowest positive (0.999): test positives just below the validation ones stay positive."""
+    from lstmlab.metrics import best_f1_threshold
+
+    saturated = torch.tensor([0.9995, 0.999, 0.9992, 0.001, 0.0005, 0.002])
+    y = torch.tensor([1, 1, 1, 0, 0, 0])
+    gap_middle = torch.sigmoid((torch.logit(torch.tensor(0.999)) + torch.logit(torch.tensor(0.002))) / 2)
+    assert best_f1_threshold(saturated, y) == pytest.approx(float(gap_middle), abs=1e-4)  # 0.59
+    overlapping = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.3, 0.2])
+    threshold = best_f1_threshold(overlapping, torch.tensor([1, 1, 0, 1, 0, 0]))
+    assert 0.3 < threshold < 0.6  # F1 is best calling the top four positive: the cut lies between 0.6 and 0.3
+    assert best_f1_threshold(torch.tensor([0.4, 0.3]), torch.tensor([0, 0])) == 0.5  # no positive: 0.5

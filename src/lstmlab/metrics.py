@@ -35,15 +35,25 @@ def classification_metrics(
 
 
 def best_f1_threshold(probs: Tensor, y: Tensor) -> float:
-    """The probability threshold (predict positive at >= it) that maximises F1 on these labels."""
+    """The probability threshold (predict positive at >= it) that maximises F1 on these labels, in the middle
+    (in logit space) of the gap between the last sequence it calls positive and the first it calls negative.
+
+    Not at the edge of that gap: a small validation set is often separated with probabilities near 0 and 1, and
+    a threshold at its lowest positive (0.999, say) calls most test positives negative; the middle keeps the
+    margin on both sides (0.5 between saturated classes).
+    """
     if y.sum() == 0:
         return 0.5
     order = torch.argsort(probs, descending=True)
-    hits = y[order].float()
+    ranked, hits = probs[order], y[order].float()
     tp = hits.cumsum(0)
     k = torch.arange(1, len(hits) + 1, device=probs.device)
     f1 = 2 * tp / (k + hits.sum())  # 2 P R / (P + R) with P = tp / k and R = tp / positives
-    return float(probs[order][int(torch.argmax(f1))])
+    cut = int(torch.argmax(f1))
+    if cut + 1 == len(ranked):  # everything called positive: no gap below
+        return float(ranked[cut])
+    edges = torch.logit(ranked[cut : cut + 2].double(), eps=1e-12)
+    return float(torch.sigmoid(edges.mean()))
 
 
 def predicted_classes(probs: Tensor, threshold: float) -> Tensor:
