@@ -17,11 +17,10 @@ Side by side, per set and seed:
   ``test/baseline_accuracy``; the validation accuracy at the kept checkpoint is read from the run's
   metrics.csv (the row where the checkpoint's monitor was best), so settings can be chosen on it;
 * every ``--variants`` entry the same way, with ``model=<variant>`` added;
-* with 2 seeds or more, each of those as a seed ensemble: the class probabilities of its runs of every seed
-  (``lstmlab-eval ckpt_path=<run>/checkpoints/best.ckpt predictions=<csv>`` per seed, each run's best checkpoint)
-  averaged per test sequence, the class of the highest mean probability predicted (binary sets too: the members'
-  thresholds chosen on validation are not averaged); its wall time is the sum of its members' (the evaluations,
-  a few seconds each, are kept apart as ``eval_s``);
+* with 2 seeds or more, each of those as a seed ensemble, scored as a user would: ``lstmlab-eval
+  ckpt_path=[<each seed's run>/checkpoints/best.ckpt] predictions=<csv>``, the mean of the members' class
+  probabilities (binary sets at the mean of their validation thresholds); its wall time is the sum of its
+  members' (the evaluation, a few seconds, kept apart as ``eval_s``);
 * MiniRocket (aeon's ``MiniRocketClassifier``, ``random_state=<s>``) and 1-NN DTW (aeon's
   ``KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1)``, full window, deterministic: run once) on
   the same train/test arrays. 1-NN DTW takes unequal lengths as they are; MiniRocket does not (aeon's tag
@@ -338,16 +337,17 @@ def failure(stderr: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def write_test_predictions(ctx: Context, run_dir: Path, path: Path) -> float:
-    """``lstmlab-eval ckpt_path=<run_dir>/checkpoints/best.ckpt predictions=<path>`` in a subprocess: the test
-    split's predictions of the run's best checkpoint (seed ensembles read them); returns its seconds."""
+def write_test_predictions(ctx: Context, checkpoints: list[Path], path: Path, eval_dir: Path) -> float:
+    """``lstmlab-eval ckpt_path=<checkpoint> predictions=<path>`` in a subprocess, into ``eval_dir``: the test
+    split's predictions of one checkpoint, or of several as their seed ensemble; returns its seconds."""
+    ckpt_path = str(checkpoints[0]) if len(checkpoints) == 1 else f"[{','.join(map(str, checkpoints))}]"
     command = [
         sys.executable,
         "-m",
         "lstmlab.evaluate",
-        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"ckpt_path={ckpt_path}",
         f"predictions={path}",
-        f"hydra.run.dir={run_dir / 'eval'}",
+        f"hydra.run.dir={eval_dir}",
         "extras.print_config=false",
     ]
     started = time.perf_counter()
@@ -355,28 +355,25 @@ def write_test_predictions(ctx: Context, run_dir: Path, path: Path) -> float:
         command, cwd=ctx.work_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=run_env()
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"lstmlab-eval exited {proc.returncode} ({run_dir}): {failure(proc.stderr)}")
+        raise RuntimeError(f"lstmlab-eval exited {proc.returncode} ({ckpt_path}): {failure(proc.stderr)}")
     return time.perf_counter() - started
 
 
 def run_ensemble(ctx: Context, data: Dataset, members: list[tuple[Path, float]]) -> dict:
-    """The seed ensemble of one lstmlab method: each member run's class probabilities on the test split
-    (``write_test_predictions``) averaged per sequence, the highest predicted; ``members`` are (run dir, wall)."""
+    """The seed ensemble of one lstmlab method as a user gets it: ``lstmlab-eval ckpt_path=[<each member run's
+    best checkpoint>] predictions=<csv>`` (the mean of the members' class probabilities; binary sets at the mean
+    of their validation thresholds); ``members`` are (run dir, wall)."""
     import pandas as pd
 
-    expected = [data.class_names[k] for k in data.y_test]
-    columns = [f"p_{name}" for name in data.class_names]
-    probs, eval_s = [], 0.0
-    for run_dir, _ in members:
-        path = run_dir / "test_predictions.csv"
-        eval_s += write_test_predictions(ctx, run_dir, path)
-        table = pd.read_csv(path, dtype={"label": str, "predicted": str})
-        if table["label"].tolist() != expected:  # the file's test split, in the data set's order
-            raise ValueError(f"{path}: its labels are not the test split's, in order")
-        probs.append(table[columns].to_numpy(np.float64))
-    predicted = np.mean(probs, axis=0).argmax(axis=1)
+    ensemble_dir = members[0][0].parent / "ensemble"
+    path = ensemble_dir / "test_predictions.csv"
+    checkpoints = [run_dir / "checkpoints" / "best.ckpt" for run_dir, _ in members]
+    eval_s = write_test_predictions(ctx, checkpoints, path, ensemble_dir)
+    table = pd.read_csv(path, dtype={"label": str, "predicted": str})
+    if table["label"].tolist() != [data.class_names[k] for k in data.y_test]:  # the test split, in order
+        raise ValueError(f"{path}: its labels are not the test split's, in order")
     return {
-        "test_accuracy": float(np.mean(predicted == data.y_test)),
+        "test_accuracy": float((table["label"] == table["predicted"]).mean()),
         "members": len(members),
         "wall_s": round(sum(wall for _, wall in members), 3),
         "eval_s": round(eval_s, 3),

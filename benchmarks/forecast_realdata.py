@@ -411,7 +411,7 @@ def run_ensemble(ctx: Context, run_dirs: list[Path], actual: np.ndarray, scale: 
     forecasts = []
     for run_dir in run_dirs:
         path = run_dir / "test_forecasts.csv"
-        write_test_predictions(ctx, run_dir, path)
+        write_test_predictions(ctx, [run_dir / "checkpoints" / "best.ckpt"], path, run_dir / "eval")
         table = pd.read_csv(path).sort_values("step")
         forecasts.append(table["forecast"].to_numpy(np.float64))
     median = np.median(np.stack(forecasts), axis=0)
