@@ -43,10 +43,16 @@ def state_dict_bytes(net: torch.nn.Module) -> int:
 GPU_VARIANTS = {"packed": True, "padded": False}
 
 
-def variant_throughput(net, many, lengths, pack: bool | None, ctx: Context):
-    """Sequences per second of ``net`` run with ``pack`` set as given."""
+def with_pack(net, pack: bool | None):
+    """A copy of ``net`` that runs its recurrence packed or padded as ``pack`` says."""
     variant = copy.deepcopy(net)
     variant.pack = pack
+    return variant
+
+
+def variant_throughput(net, many, lengths, pack: bool | None, ctx: Context):
+    """Sequences per second of ``net`` run with ``pack`` set as given."""
+    variant = with_pack(net, pack)
 
     def throughput() -> float:
         with torch.inference_mode():
@@ -57,8 +63,7 @@ def variant_throughput(net, many, lengths, pack: bool | None, ctx: Context):
 
 def variant_latency(net, one, one_length, pack: bool, ctx: Context, calls: int):
     """The median milliseconds of ``calls`` single-sequence forwards of ``net`` run as ``variant_throughput``."""
-    variant = copy.deepcopy(net)
-    variant.pack = pack
+    variant = with_pack(net, pack)
 
     def latency() -> float:
         block = []
