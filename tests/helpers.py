@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from functools import cache
@@ -149,20 +150,32 @@ SMALL_SWEEP = [
 
 
 def run_cli(module: str, *overrides: str, cwd: Path, check: bool = True, timeout: int = 600, env=None):
-    """``python -m <module> <overrides>`` in ``cwd``; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    """``python -m <module> <overrides>`` in ``cwd``; returns the CompletedProcess. A run that outlives
+    ``timeout`` fails the test with every thread's stack at that moment (faulthandler, on SIGABRT)."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} {' '.join(overrides)} exited {proc.returncode}\n{proc.stderr[-4000:]}")
-    return proc
+    args = [sys.executable, "-m", module, *overrides]
+    with subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            stacks = "\n".join(line for line in stderr.splitlines() if not line.startswith("Extension modules:"))
+            raise AssertionError(
+                f"{module} {' '.join(overrides)} still ran after {timeout} s; its output and stacks when stopped:\n"
+                f"{stacks[-12000:]}"
+            ) from None
+    done = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{module} {' '.join(overrides)} exited {done.returncode}\n{done.stderr[-4000:]}")
+    return done
 
 
 def train(tmp_path: Path, *overrides: str, run_dir: str = "run", **kwargs):
