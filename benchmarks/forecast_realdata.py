@@ -27,9 +27,9 @@ is the scale lstmlab's ``test/mase`` uses. Side by side, per series:
   settings;
 * lstmlab's quantile forecast: the same with ``model.loss=quantile`` (MASE of the median) and ``test/coverage``,
   the share of test steps inside the 10 % to 90 % quantiles;
-* lstmlab's seed ensemble (with 2 seeds or more): the step-by-step median of the point runs' test forecasts
-  (``lstmlab-eval ckpt_path=<run>/checkpoints/best.ckpt predictions=<csv>`` per seed); its wall time is the sum
-  of its members'.
+* lstmlab's seed ensemble (with 2 seeds or more): the step-by-step median of the point runs' test forecasts,
+  as the framework makes it: ``lstmlab-eval ckpt_path=[<each seed's run>/checkpoints/best.ckpt] predictions=<csv>``
+  (one evaluation); its wall time is the sum of its members', the evaluation's seconds are ``eval_s``.
 
 lstmlab reports its own seasonal-naive MASE (``test/mase_seasonal_naive``); its MASE is put on the benchmark's
 scale through the ratio of that figure to the benchmark's own seasonal-naive MASE, which is 1 when both scales
@@ -404,18 +404,23 @@ def run_lstmlab(ctx: Context, command: list[str], run_dir: Path, snaive_mase: fl
 
 
 def run_ensemble(ctx: Context, run_dirs: list[Path], actual: np.ndarray, scale: float, walls: list[float]) -> dict:
-    """The median, step by step, of the test forecasts of the point runs of every seed: each run's best checkpoint
-    forecasts the test tail through ``lstmlab-eval ... predictions=<csv>``; MASE on the benchmark's scale."""
+    """The seed ensemble of the point runs as a user gets it: ``lstmlab-eval ckpt_path=[<each run's best
+    checkpoint>] predictions=<csv>`` (the step-by-step median of the members' forecasts); MASE on the benchmark's
+    scale."""
     import pandas as pd
 
-    forecasts = []
-    for run_dir in run_dirs:
-        path = run_dir / "test_forecasts.csv"
-        write_test_predictions(ctx, [run_dir / "checkpoints" / "best.ckpt"], path, run_dir / "eval")
-        table = pd.read_csv(path).sort_values("step")
-        forecasts.append(table["forecast"].to_numpy(np.float64))
-    median = np.median(np.stack(forecasts), axis=0)
-    return {"mase": mase(median, actual, scale), "members": len(run_dirs), "wall_s": round(sum(walls), 3)}
+    ensemble_dir = run_dirs[0].parent / "ensemble"
+    path = ensemble_dir / "test_forecasts.csv"
+    eval_s = write_test_predictions(ctx, [d / "checkpoints" / "best.ckpt" for d in run_dirs], path, ensemble_dir)
+    table = pd.read_csv(path).sort_values("step")
+    if len(table) != len(actual) or not np.allclose(table["actual"], actual, rtol=1e-5):
+        raise ValueError(f"{path}: its rows are not the test tail's {len(actual)} steps, in order")
+    return {
+        "mase": mase(table["forecast"].to_numpy(np.float64), actual, scale),
+        "members": len(run_dirs),
+        "wall_s": round(sum(walls), 3),
+        "eval_s": round(eval_s, 3),
+    }
 
 
 # ---- options -----------------------------------------------------------------------------------------------

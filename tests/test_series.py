@@ -311,6 +311,44 @@ def test_checkpoint_alone_rebuilds_the_forecaster(series_run, tmp_path):
     )
 
 
+def forecast_predictions(ckpt, path: Path, run_dir: Path, check: bool = True):
+    """``lstmlab-eval ckpt_path=<ckpt> predictions=<path>``; the process and the table it wrote (or None)."""
+    import pandas as pd
+
+    overrides = [f"ckpt_path={ckpt}", f"predictions={path}", "extras.print_config=false", f"hydra.run.dir={run_dir}"]
+    proc = run_cli("lstmlab.evaluate", *overrides, cwd=run_dir.parent, check=check)
+    return proc, pd.read_csv(path) if proc.returncode == 0 else None
+
+
+def test_eval_of_several_forecasters_forecasts_their_median(series_run, tmp_path):
+    """``ckpt_path=[a,b]``: a seed ensemble whose forecast is the members' element-wise median (for two, their
+    mean); members that forecast another horizon are refused, naming both values."""
+    csv_path = series_run.parent / "my.csv"
+    other = tmp_path / "seed7"
+    run_cli("lstmlab.train", *TINY_CSV, f"data.path={csv_path}", "seed=7", f"hydra.run.dir={other}", cwd=tmp_path)
+    ckpts = [series_run / "checkpoints" / "best.ckpt", other / "checkpoints" / "best.ckpt"]
+    members = [forecast_predictions(c, tmp_path / f"m{k}.csv", tmp_path / f"eval{k}")[1] for k, c in enumerate(ckpts)]
+    _, table = forecast_predictions(f"[{ckpts[0]},{ckpts[1]}]", tmp_path / "ens.csv", tmp_path / "ens")
+    assert not np.allclose(members[0]["forecast"], members[1]["forecast"])  # two different models
+    median = np.median(np.stack([m["forecast"] for m in members]), axis=0)
+    np.testing.assert_allclose(table["forecast"], median, atol=1e-5)
+    assert table.drop(columns="forecast").equals(members[0].drop(columns="forecast"))
+    evaluated = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert evaluated["checkpoint"] == [str(c) for c in ckpts] and np.isfinite(evaluated["test"]["test/mase"])
+
+    shorter = tmp_path / "h3"
+    run_cli(
+        "lstmlab.train", *TINY_CSV, f"data.path={csv_path}", "data.horizon=3", f"hydra.run.dir={shorter}", cwd=tmp_path
+    )
+    proc, _ = forecast_predictions(
+        f"[{ckpts[0]},{shorter / 'checkpoints' / 'best.ckpt'}]", tmp_path / "bad.csv", tmp_path / "bad", check=False
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    line = next(line for line in proc.stderr.splitlines() if "must share them" in line)
+    assert "horizon=3" in line and "horizon=4" in line and str(shorter) in line and str(ckpts[0]) in line
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_forecast_and_attention_figures_are_in_the_event_files(series_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

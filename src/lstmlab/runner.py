@@ -167,14 +167,16 @@ def saved_run_config(ckpt: Path) -> DictConfig:
 
 
 def seed_ensemble(first, ckpts: list[Path], saved: DictConfig, runtime: str):
-    """A task that scores the mean class probabilities of the checkpoints' tasks (``ckpt_path=[a,b,...]``): runs
-    of one model on one data file (seeds, or settings that keep the classes and channels)."""
+    """A task that scores the checkpoints' tasks as one (``ckpt_path=[a,b,...]``): classifiers their mean class
+    probabilities, forecasters their median forecast (the task's ``ensemble_of``); runs of one model on one data
+    file (seeds, or settings that keep what the task's ``ensemble_shared`` names)."""
     if runtime != "torch" or not hasattr(first, "ensemble_of"):
         raise ConfigError(
-            f"ckpt_path=[{','.join(map(str, ckpts))}]: several checkpoints make a seed ensemble of classifiers, "
-            "scored with runtime=torch; pass one checkpoint for this run"
+            f"ckpt_path=[{','.join(map(str, ckpts))}]: several checkpoints make a seed ensemble of classifiers and "
+            "forecasters, scored with runtime=torch; pass one checkpoint for this run"
         )
     members = [first]
+    shared = first.ensemble_shared()
     for ckpt in ckpts[1:]:
         other = saved_run_config(ckpt)
         if other.model._target_ != saved.model._target_ or other.data.get("path") != saved.data.get("path"):
@@ -184,14 +186,12 @@ def seed_ensemble(first, ckpts: list[Path], saved: DictConfig, runtime: str):
                 "an ensemble's members must be runs of one task on one data file"
             )
         member = load_task_checkpoint(get_class(saved.model._target_), ckpt, "lstmlab-train")
-        shape, first_shape = (
-            (member.input_mean.numel(), member.net.num_classes),
-            (first.input_mean.numel(), first.net.num_classes),
-        )
-        if shape != first_shape:
+        own = member.ensemble_shared()
+        if own != shared:
+            differ = [key for key in shared if own.get(key) != shared[key]]
             raise ConfigError(
-                f"ckpt_path: {ckpt} takes {shape[0]} channels and {shape[1]} classes, {ckpts[0]} "
-                f"{first_shape[0]} and {first_shape[1]}: an ensemble's members must share them"
+                f"ckpt_path: {ckpt} has {', '.join(f'{k}={own.get(k)}' for k in differ)}, {ckpts[0]} "
+                f"{', '.join(f'{k}={shared[k]}' for k in differ)}: an ensemble's members must share them"
             )
         members.append(member)
     host = copy.deepcopy(first)

@@ -141,6 +141,10 @@ class SequenceClassificationTask(LstmlabTask):
         self.members = nn.ModuleList(members)
         self.decision_threshold.fill_(float(torch.stack([m.decision_threshold for m in members]).mean()))
 
+    def ensemble_shared(self) -> dict[str, int]:
+        """What the members of a seed ensemble must have in common for their probabilities to be averaged."""
+        return {"channels": self.input_mean.numel(), "classes": self.net.num_classes}
+
     def class_names(self, datamodule) -> list[str]:
         """The data's class names (metrics.json's reports, lstmlab-eval's predictions), ``class_<k>`` where the
         file names none."""

@@ -4,7 +4,7 @@ point forecasts (mse / mae) or quantiles (pinball loss), windows scaled by ``for
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -132,7 +132,8 @@ class Seq2SeqForecastTask(LstmlabTask):
     ``Seq2SeqForecastTask.load_from_checkpoint(path)`` alone rebuilds and forecasts raw values (``forward``).
     Metrics are in the data's units; MASE divides each window's errors by its series' in-sample seasonal-naive
     error. With ``loss=quantile`` the point metrics are the median's, plus ``pinball`` and ``coverage`` (of the
-    band between the lowest and the highest level).
+    band between the lowest and the highest level). ``ensemble_of`` makes it a seed ensemble (``lstmlab-eval
+    ckpt_path=[a,b,...]``): the element-wise median of its members' forecasts.
     """
 
     # every value comes from the model's YAML (conf/model/), or from a checkpoint's saved hyperparameters
@@ -165,6 +166,8 @@ class Seq2SeqForecastTask(LstmlabTask):
         self.errors = nn.ModuleDict()
         self.intervals = nn.ModuleDict()
         self.info: dict[str, Any] | None = None  # forecast_info of the data, plus the per-series scaler
+        # a seed ensemble (lstmlab-eval ckpt_path=[...]): the trained tasks whose median forecast this one makes
+        self.members: nn.ModuleList | None = None
 
     def _build(self, net_config: dict) -> None:
         self.net = instantiate(net_config)
@@ -258,13 +261,44 @@ class Seq2SeqForecastTask(LstmlabTask):
     # ---- forecasting ---------------------------------------------------------------------------
     def forward(self, x: Tensor, series: Tensor | None = None, return_attention: bool = False):
         """Raw context [B, input_len, C] -> raw forecast [B, horizon, K] ([B, horizon, K, Q] with quantiles)
-        (+ attention [B, horizon, heads, input_len]); ``series`` [B] indexes the per-series statistics
+        (+ attention [B, horizon, heads, input_len]; a seed ensemble's is its first member's, as a median of
+        attention weights would not sum to one); ``series`` [B] indexes the per-series statistics
         (``scaler=train``; the first series when None)."""
+        if self.members is not None:
+            outputs = [m(x, series, return_attention and i == 0) for i, m in enumerate(self.members)]
+            if return_attention:
+                first, attention = outputs[0]
+                return self._median([first, *outputs[1:]]), attention
+            return self._median(outputs)
         scaled, stats = self.scaling.encode(x, series)
         out = self.net(scaled, self.info["horizon"], return_attention=return_attention)
         if return_attention:
             return self._finish(out[0], stats), out[1]
         return self._finish(out, stats)
+
+    def ensemble_of(self, members: Sequence[Seq2SeqForecastTask]) -> None:
+        """Forecast as a seed ensemble: the element-wise median of the raw forecasts of ``members`` (tasks trained
+        on the same data, each scaling its windows with its own statistics); its metrics score that median."""
+        self.members = nn.ModuleList(members)
+
+    def ensemble_shared(self) -> dict[str, Any]:
+        """What the members of a seed ensemble must have in common to forecast the same windows alike."""
+        return {
+            "columns": self.info["columns"],
+            "target_names": self.info["target_names"],
+            "horizon": self.info["horizon"],
+            "input_len": self.info["input_len"],
+            "quantiles": self.quantile_levels,
+        }
+
+    @staticmethod
+    def _median(forecasts: list[Tensor]) -> Tensor:
+        # the mean of the two middle values with an even count (torch.median takes the lower one), so two
+        # members give their mean rather than one member's forecast
+        ordered = torch.stack(forecasts).sort(dim=0).values
+        n = len(forecasts)
+        median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        return median.sort(dim=-1).values if median.dim() == 4 else median
 
     def _finish(self, out: Tensor, stats) -> Tensor:
         raw = self.scaling.decode(out, stats)
@@ -307,8 +341,12 @@ class Seq2SeqForecastTask(LstmlabTask):
     def net_forecast(self, x: Tensor, series: Tensor, horizon: int) -> tuple[Tensor, Tensor, WindowStats]:
         """Raw context -> (the net's output in its scaled units, the raw forecast, the context's ``WindowStats``),
         autoregressive (the target is not passed): the test loop's forecast, which ``lstmlab-eval runtime=onnx``
-        takes from the exported graph instead (``lstmlab.onnx_runtime``)."""
+        takes from the exported graph instead (``lstmlab.onnx_runtime``). A seed ensemble's output is its median
+        forecast in this task's scaled units, so its loss is the ensemble's, on the scale one member's would be."""
         scaled, stats = self.scaling.encode(x, series)
+        if self.members is not None:
+            forecast = self._median([m.net_forecast(x, series, horizon)[1] for m in self.members])
+            return self.scaling.encode_target(forecast, stats), forecast, stats
         out = self.net(scaled, horizon)
         return out, self._finish(out, stats), stats
 
