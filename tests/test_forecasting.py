@@ -237,3 +237,54 @@ def test_eval_runs_a_backtest_from_the_checkpoint_and_writes_its_forecasts(quant
     assert set(latest.start) == {"2007-07-01 00:00:00"} and latest.step.tolist() == [1, 2, 3, 4, 5, 6]
     source = pd.read_csv(table)
     np.testing.assert_allclose(latest.actual, source[source.id == "a"].value.iloc[-6:], rtol=1e-6)
+
+
+# ---- intervals calibrated on validation ------------------------------------------------------------------
+def test_conformal_widening_is_the_split_conformal_rank_and_widens_only_unless_told():
+    from lstmlab.tasks.seq2seq_forecast import conformal_widening
+
+    levels = [0.1, 0.25, 0.5, 0.75, 0.9]  # two bands: 80 % and 50 %
+    scores = torch.stack([torch.arange(9.0), torch.arange(9.0) - 100.0], dim=-1).unsqueeze(1)  # [9, 1, 2]
+    scores = scores[torch.randperm(9)]
+    widening = conformal_widening(scores, levels, narrow=False)
+    # 80 %: the ceil(10 * 0.8) = 8th smallest of 0..8; 50 %: all its scores are negative (the band is wide enough)
+    assert widening.tolist() == [[7.0, 0.0]]
+    assert conformal_widening(scores, levels, narrow=True).tolist() == [[7.0, 4.0 - 100.0]]  # 5th smallest
+    # too few scores for the rank: the largest
+    assert conformal_widening(scores[:3], levels, narrow=False)[0, 0] == scores[:3, 0, 0].max()
+
+
+def test_a_quantile_checkpoint_widens_its_bands_by_its_own_validation_scores(quantile_run):
+    """The checkpoint carries the widening its validation chose: recomputed from its uncalibrated forecasts of the
+    val windows; its test bands are the net's moved outwards by it (in each series' MASE scale), and
+    test/coverage is the calibrated bands'."""
+    from lstmlab.tasks.seq2seq_forecast import Seq2SeqForecastTask, conformal_widening, conformity_scores
+
+    run, table, _ = quantile_run
+    task = Seq2SeqForecastTask.load_from_checkpoint(run / "checkpoints" / "best.ckpt", map_location="cpu").eval()
+    assert task.hparams.interval_calibration == "widen"
+    stored = torch.tensor(task.info["interval_widening"], dtype=torch.float64)
+    dm = series_datamodule(table, input_len=task.info["input_len"], short_series="skip")
+    scale = torch.tensor(task.info["mase_scale"], dtype=torch.float64)
+
+    def forecasts(split: str, calibrated: bool):
+        windows = dm.splits[split]
+        batch = windows[list(range(len(windows)))]
+        with torch.no_grad():
+            _, forecast, _ = task.net_forecast(batch["x"], batch["series"], 6, calibrated)
+        return batch, forecast.double()
+
+    batch, raw = forecasts("val", calibrated=False)
+    scores = conformity_scores(raw, batch["y"].double(), scale[batch["series"]], task.levels)
+    torch.testing.assert_close(conformal_widening(scores, task.levels, narrow=False), stored)
+    assert float(stored[0, 0]) == pytest.approx(read_metrics(run)["val"]["val/interval_widening"], rel=1e-5)
+
+    batch, raw = forecasts("test", calibrated=False)
+    _, calibrated = forecasts("test", calibrated=True)
+    delta = stored[0, 0] * scale[batch["series"], 0]  # one target, one band
+    torch.testing.assert_close(calibrated[..., 0, 0], raw[..., 0, 0] - delta[:, None], rtol=0, atol=1e-4)
+    torch.testing.assert_close(calibrated[..., 0, 2], raw[..., 0, 2] + delta[:, None], rtol=0, atol=1e-4)
+    torch.testing.assert_close(calibrated[..., 0, 1], raw[..., 0, 1])
+    y = batch["y"][..., 0].double()
+    inside = ((y >= calibrated[..., 0, 0]) & (y <= calibrated[..., 0, 2])).double().mean()
+    assert float(inside) == pytest.approx(read_metrics(run)["test"]["test/coverage"], abs=1e-6)

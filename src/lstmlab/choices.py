@@ -48,6 +48,9 @@ SHORT_SERIES_POLICIES = ("error", "skip")
 FORECAST_SCALERS = ("instance", "train")
 # model.base_forecast (forecaster): what the net corrects: nothing | the seasonal-naive forecast
 BASE_FORECASTS = ("none", "seasonal_naive")
+# model.interval_calibration (forecaster, loss=quantile): the net's own quantiles | widened by split conformal on
+# the validation segment, never narrowed | widened or narrowed (two-sided conformalized quantile regression)
+INTERVAL_CALIBRATIONS = ("none", "widen", "conformal")
 
 # ---- serving ---------------------------------------------------------------------------------------------
 # runtime (lstmlab-eval, lstmlab-stream): the checkpoint's PyTorch model | the graphs lstmlab-export wrote beside it

@@ -187,7 +187,7 @@ def use_forecast_graph(task, graph: OnnxGraph) -> None:
         forecast, attention = graph(x=x, series=series)
         return (forecast, attention) if return_attention else forecast
 
-    def net_forecast(x: Tensor, series: Tensor, horizon: int):
+    def net_forecast(x: Tensor, series: Tensor, horizon: int, calibrated: bool = True):  # the graph widens always
         forecast = forward(x, series)
         _, stats = task.scaling.encode(x, series)
         return task.scaling.encode_target(forecast, stats), forecast, stats

@@ -28,6 +28,7 @@ from lstmlab.choices import (
     FORECAST_SCALERS,
     FREEZE_PARTS,
     INITS,
+    INTERVAL_CALIBRATIONS,
     LOSSES,
     LSTM_INPUTS,
     MISSING_POLICIES,
@@ -397,12 +398,14 @@ class Seq2SeqForecastTaskSchema(TaskSchema):
     log_transform: bool = MISSING
     difference: bool = MISSING
     base_forecast: str = MISSING
+    interval_calibration: str = MISSING
     teacher_forcing: TeacherForcingSchema = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _one_of("loss", self.loss, LOSSES)
         yield from _one_of("scaler", self.scaler, FORECAST_SCALERS)
         yield from _one_of("base_forecast", self.base_forecast, BASE_FORECASTS)
+        yield from _one_of("interval_calibration", self.interval_calibration, INTERVAL_CALIBRATIONS)
         if self.difference is True and _is_set(self.base_forecast) and self.base_forecast != "none":
             yield "base_forecast", "and model.difference=true both re-express the target; choose one"
         if _is_set(self.quantiles):

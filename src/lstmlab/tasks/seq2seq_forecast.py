@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import CatMetric, MeanMetric, Metric
 
-from lstmlab.choices import LOSSES, TEACHER_FORCING_SCHEDULES
+from lstmlab.choices import INTERVAL_CALIBRATIONS, LOSSES, TEACHER_FORCING_SCHEDULES
 from lstmlab.errors import ConfigError
 from lstmlab.tasks.base import LstmlabTask
 from lstmlab.tasks.forecast_scaling import WindowScaler, WindowStats
@@ -123,6 +123,36 @@ class IntervalScores(Metric):
         return {"pinball": self.pinball / self.count, "coverage": self.inside / self.count}
 
 
+def band_pairs(levels: list[float]) -> list[tuple[int, int]]:
+    """The bands of a quantile forecast, outermost first: (lower index, upper index) of levels paired from the
+    ends inwards (the median, if any, is in none)."""
+    return [(i, len(levels) - 1 - i) for i in range(len(levels) // 2)]
+
+
+def conformity_scores(quantiles: Tensor, target: Tensor, scale: Tensor, levels: list[float]) -> Tensor:
+    """How far the truth lies outside each band (negative: inside), in units of ``scale``: quantile forecasts
+    [B, H, K, Q], targets [B, H, K], per-window scales [B, K] -> [B * H, K, bands]."""
+    pairs = band_pairs(levels)
+    lower = quantiles[..., [lo for lo, _ in pairs]]
+    upper = quantiles[..., [hi for _, hi in pairs]]
+    truth = target.unsqueeze(-1)
+    scores = torch.maximum(lower - truth, truth - upper) / scale[:, None, :, None]
+    return scores.reshape(-1, *scores.shape[2:])
+
+
+def conformal_widening(scores: Tensor, levels: list[float], narrow: bool) -> Tensor:
+    """Split conformal (conformalized quantile regression, Romano et al. 2019): per target and band, the
+    ceil((n + 1) c)-th smallest of n scores [n, K, bands], c the band's nominal coverage (upper - lower level);
+    the largest score where n is too small for that rank. Clamped at 0 unless ``narrow``. -> [K, bands]."""
+    n = scores.shape[0]
+    columns = []
+    for band, (lo, hi) in enumerate(band_pairs(levels)):
+        rank = min(math.ceil((n + 1) * (levels[hi] - levels[lo])), n)
+        columns.append(scores[..., band].kthvalue(rank, dim=0).values)
+    widening = torch.stack(columns, dim=-1)
+    return widening if narrow else widening.clamp_min(0.0)
+
+
 class Seq2SeqForecastTask(LstmlabTask):
     """Trains ``net`` (an encoder-decoder forecaster) on scaled windows with scheduled teacher forcing.
 
@@ -151,10 +181,15 @@ class Seq2SeqForecastTask(LstmlabTask):
         difference: bool,
         base_forecast: str,
         teacher_forcing: Mapping,
+        interval_calibration: str,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} must be one of {list(LOSSES)}")
+        if interval_calibration not in INTERVAL_CALIBRATIONS:
+            raise ConfigError(
+                f"model.interval_calibration={interval_calibration!r} must be one of {list(INTERVAL_CALIBRATIONS)}"
+            )
         self.save_hyperparameters(logger=False)
         self.levels = list(quantiles) if loss == "quantile" else [0.5]
         self.net: nn.Module | None = None
@@ -168,6 +203,8 @@ class Seq2SeqForecastTask(LstmlabTask):
         self.info: dict[str, Any] | None = None  # forecast_info of the data, plus the per-series scaler
         # a seed ensemble (lstmlab-eval ckpt_path=[...]): the trained tasks whose median forecast this one makes
         self.members: nn.ModuleList | None = None
+        # each validation's conformity scores (interval_calibration), of the uncalibrated forecasts
+        self.calibration_scores: CatMetric | None = None
 
     def _build(self, net_config: dict) -> None:
         self.net = instantiate(net_config)
@@ -193,6 +230,10 @@ class Seq2SeqForecastTask(LstmlabTask):
     @property
     def quantile_levels(self) -> list[float] | None:
         return self.levels if len(self.levels) > 1 else None
+
+    @property
+    def calibrates(self) -> bool:
+        return len(self.levels) > 1 and self.hparams.interval_calibration != "none"
 
     # ---- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -243,6 +284,8 @@ class Seq2SeqForecastTask(LstmlabTask):
                 self.errors[stage_name] = nn.ModuleDict({f: ForecastErrors(targets) for f in FORECASTERS})
                 if self.quantile_levels:
                     self.intervals[stage_name] = IntervalScores(targets, self.levels)
+        if self.calibrates and self.calibration_scores is None:
+            self.calibration_scores = CatMetric().to(self.device)
         origins = datamodule.backtest[0] if datamodule.backtest else 0
         for origin in range(origins):
             if f"origin_{origin}" not in self.errors:
@@ -273,8 +316,8 @@ class Seq2SeqForecastTask(LstmlabTask):
         scaled, stats = self.scaling.encode(x, series)
         out = self.net(scaled, self.info["horizon"], return_attention=return_attention)
         if return_attention:
-            return self._finish(out[0], stats), out[1]
-        return self._finish(out, stats)
+            return self._finish(out[0], stats, series), out[1]
+        return self._finish(out, stats, series)
 
     def ensemble_of(self, members: Sequence[Seq2SeqForecastTask]) -> None:
         """Forecast as a seed ensemble: the element-wise median of the raw forecasts of ``members`` (tasks trained
@@ -300,10 +343,27 @@ class Seq2SeqForecastTask(LstmlabTask):
         median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
         return median.sort(dim=-1).values if median.dim() == 4 else median
 
-    def _finish(self, out: Tensor, stats) -> Tensor:
+    def _finish(self, out: Tensor, stats, series: Tensor | None, calibrated: bool = True) -> Tensor:
         raw = self.scaling.decode(out, stats)
+        if raw.dim() == 3:
+            return raw
         # quantile levels may cross; sorting restores their order without changing the median's meaning
-        return raw.sort(dim=-1).values if raw.dim() == 4 else raw
+        raw = raw.sort(dim=-1).values
+        return self.widen(raw, series).sort(dim=-1).values if calibrated else raw
+
+    def widen(self, quantiles: Tensor, series: Tensor | None) -> Tensor:
+        """Quantile forecasts [B, H, K, Q] with each band moved outwards by the calibration the checkpoint's
+        validation chose (``info["interval_widening"]`` [K, bands], in units of each series' MASE scale)."""
+        widening = self.info.get("interval_widening") if self.calibrates else None
+        if widening is None:
+            return quantiles
+        # [B or 1, K]; no batch size taken from the input, so that an exported graph keeps its batch dynamic
+        scales = torch.tensor(self.info["mase_scale"], dtype=quantiles.dtype, device=quantiles.device)
+        scale = scales[:1] if series is None else scales[series.long()]
+        delta = torch.tensor(widening, dtype=quantiles.dtype, device=quantiles.device) * scale.unsqueeze(-1)
+        middle = quantiles.shape[-1] - 2 * delta.shape[-1]
+        shift = torch.cat([-delta, delta.new_zeros(*delta.shape[:-1], middle), delta.flip(-1)], dim=-1)
+        return quantiles + shift.unsqueeze(1)
 
     def point(self, forecast: Tensor) -> Tensor:
         """The point forecast [B, H, K] of a forecast: itself, or its median."""
@@ -338,20 +398,24 @@ class Seq2SeqForecastTask(LstmlabTask):
             "last_value": last_value(history, horizon),
         }
 
-    def net_forecast(self, x: Tensor, series: Tensor, horizon: int) -> tuple[Tensor, Tensor, WindowStats]:
+    def net_forecast(
+        self, x: Tensor, series: Tensor, horizon: int, calibrated: bool = True
+    ) -> tuple[Tensor, Tensor, WindowStats]:
         """Raw context -> (the net's output in its scaled units, the raw forecast, the context's ``WindowStats``),
         autoregressive (the target is not passed): the test loop's forecast, which ``lstmlab-eval runtime=onnx``
         takes from the exported graph instead (``lstmlab.onnx_runtime``). A seed ensemble's output is its median
-        forecast in this task's scaled units, so its loss is the ensemble's, on the scale one member's would be."""
+        forecast in this task's scaled units, so its loss is the ensemble's, on the scale one member's would be.
+        ``calibrated=False``: the quantiles as the net gives them (what validation scores the calibration on)."""
         scaled, stats = self.scaling.encode(x, series)
         if self.members is not None:
-            forecast = self._median([m.net_forecast(x, series, horizon)[1] for m in self.members])
+            forecast = self._median([m.net_forecast(x, series, horizon, calibrated)[1] for m in self.members])
             return self.scaling.encode_target(forecast, stats), forecast, stats
         out = self.net(scaled, horizon)
-        return out, self._finish(out, stats), stats
+        return out, self._finish(out, stats, series, calibrated), stats
 
     def update_metrics(self, stage: str, batch: dict) -> None:
-        out, forecast, stats = self.net_forecast(batch["x"], batch["series"], batch["y"].shape[1])
+        calibrating = stage == "val" and self.calibration_scores is not None
+        out, forecast, stats = self.net_forecast(batch["x"], batch["series"], batch["y"].shape[1], not calibrating)
         self.loss_mean[stage].update(self._loss(out, self.scaling.encode_target(batch["y"], stats)), weight=len(out))
         scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=out.device)[batch["series"]]
         forecasts = {"model": self.point(forecast), **self.baselines(batch["x"])}
@@ -359,6 +423,8 @@ class Seq2SeqForecastTask(LstmlabTask):
             self.errors[stage][name].update(each, batch["y"], scale)
         if stage in self.intervals:
             self.intervals[stage].update(forecast, batch["y"], scale)
+        if calibrating:
+            self.calibration_scores.update(conformity_scores(forecast, batch["y"], scale, self.levels))
         if stage == "test" and self.trainer.datamodule.backtest is not None:
             for origin in batch["origin"].unique().tolist():
                 chosen = batch["origin"] == origin
@@ -384,8 +450,23 @@ class Seq2SeqForecastTask(LstmlabTask):
                 values.update(self._named(errors, prefix, suffix, names))
         if stage in self.intervals:
             values.update(self._named(self.intervals[stage], prefix, "", names))
+        if stage == "val" and self.calibration_scores is not None:
+            values.update(self.calibrate())
         self.log_dict(values)
         return values
+
+    def calibrate(self) -> dict[str, Tensor]:
+        """The widening of this validation's checkpoint (kept in ``info``, so saved with it), from the scores of
+        its uncalibrated forecasts; ``val/interval_widening``: the outermost band's, mean over targets."""
+        if self.trainer.sanity_checking:
+            self.calibration_scores.reset()
+            return {}
+        scores = self.calibration_scores.compute()
+        self.calibration_scores.reset()
+        narrow = self.hparams.interval_calibration == "conformal"
+        widening = conformal_widening(scores.double(), self.levels, narrow)
+        self.info["interval_widening"] = widening.tolist()
+        return {"val/interval_widening": widening[:, 0].mean().float()}
 
     @staticmethod
     def _named(metric: Metric, prefix: str, suffix: str, names: list[str]) -> dict[str, Tensor]:
