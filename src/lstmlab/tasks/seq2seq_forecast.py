@@ -336,11 +336,9 @@ class Seq2SeqForecastTask(LstmlabTask):
 
     @staticmethod
     def _median(forecasts: list[Tensor]) -> Tensor:
-        # the mean of the two middle values with an even count (torch.median takes the lower one), so two
-        # members give their mean rather than one member's forecast
-        ordered = torch.stack(forecasts).sort(dim=0).values
-        n = len(forecasts)
-        median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        # torch.quantile interpolates: with an even count the mean of the two middle values (torch.median would
+        # take the lower one), so two members give their mean rather than one member's forecast
+        median = torch.stack(forecasts).quantile(0.5, dim=0)
         return median.sort(dim=-1).values if median.dim() == 4 else median
 
     def _finish(self, out: Tensor, stats, series: Tensor | None, calibrated: bool = True) -> Tensor:
