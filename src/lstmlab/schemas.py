@@ -482,6 +482,7 @@ class ClassifierNetSchema:
     init: str = MISSING
     freeze: list[str] = MISSING
     pack: Optional[bool] = MISSING
+    summary_stats: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)

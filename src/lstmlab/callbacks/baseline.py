@@ -12,18 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from lstmlab.metrics import best_f1_threshold, classification_metrics
-
-
-def summary_features(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """[N, T, C] padded sequences -> [N, 5 C + 1]: mean, std, min, max, last per channel, log length."""
-    mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
-    n = lengths.to(x.dtype)[:, None]
-    mean = (x * mask).sum(1) / n
-    std = ((((x - mean[:, None]) * mask) ** 2).sum(1) / n).sqrt()
-    low = x.masked_fill(~mask, float("inf")).amin(1)
-    high = x.masked_fill(~mask, float("-inf")).amax(1)
-    last = x[torch.arange(len(x)), lengths - 1]
-    return torch.cat([mean, std, low, high, last, n.log()], dim=1)
+from lstmlab.nets.summary import summary_features
 
 
 def fit_logistic_regression(

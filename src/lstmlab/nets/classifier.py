@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lstmlab.choices import ACTIVATIONS, BASIC_INITS, FREEZE_PARTS, NORMS, POOLINGS
 from lstmlab.nets.cells import init_recurrent, make_recurrent
 from lstmlab.nets.heads import ACTIVATION_MODULES
+from lstmlab.nets.summary import SummaryStatistics
 
 
 class AttentionPooling(nn.Module):
@@ -76,6 +77,9 @@ class LSTMClassifier(nn.Module):
     ``num_classes`` = 2 gives one logit (binary), K > 2 gives K. After each forward, ``attention_weights``
     [batch, T] holds the pooling weights of that batch (``pooling='attention'``; else None). ``freeze`` lists
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
+    ``summary_stats`` hands the head each sequence's per-channel mean, std, min, max and last value and its log
+    length (batch-normalised) beside the pooled features: what the summary-statistics baseline sees, so the net
+    does not have to learn them through the recurrence.
     """
 
     # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's); tests build
@@ -99,6 +103,7 @@ class LSTMClassifier(nn.Module):
         init: str,
         freeze: Sequence[str],
         pack: bool | None,
+        summary_stats: bool,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -128,8 +133,10 @@ class LSTMClassifier(nn.Module):
                 init_recurrent(rnn, init)
         self.between_layers = nn.Dropout(dropout)
         self.attention = AttentionPooling(features, attention_size) if pooling == "attention" else None
+        self.summary = SummaryStatistics(input_size) if summary_stats else None
+        head_inputs = features + (self.summary.num_features if self.summary is not None else 0)
         self.head = make_classifier_head(
-            features, 1 if num_classes == 2 else num_classes, hidden_dims, activation, head_dropout, norm
+            head_inputs, 1 if num_classes == 2 else num_classes, hidden_dims, activation, head_dropout, norm
         )
         self.attention_weights: Tensor | None = None
         self.freeze(freeze)
@@ -163,6 +170,14 @@ class LSTMClassifier(nn.Module):
         return out, mask.squeeze(-1)
 
     def encode(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """What the head reads: the pooled features [batch, hidden * directions], then (``summary_stats``) the
+        sequences' normalised summary statistics [batch, 5 input_size + 1]."""
+        pooled = self.pool(x, lengths)
+        if self.summary is None:
+            return pooled
+        return torch.cat([pooled, self.summary(x, lengths)], dim=-1)
+
+    def pool(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Pooled features [batch, hidden * directions]."""
         out, mask = self.sequence_outputs(x, lengths)
         self.attention_weights = None
