@@ -12,6 +12,7 @@ from lstmlab.data.classification_datamodule import channel_statistics
 from lstmlab.data.sequences import load_sequences
 from lstmlab.data.splits import carve_validation, stratified_split
 from lstmlab.errors import DataFileError
+from lstmlab.nets.summary import summary_features
 
 BAD_FILES = {
     "label_above_k": (
@@ -140,6 +141,7 @@ NETS = {
     "bi_last": dict(bidirectional=True, pooling="last"),
     "uni_mean": dict(bidirectional=False, pooling="mean", norm="layernorm"),
     "bi_last_packed": dict(bidirectional=True, pooling="last", pack=True),
+    "bi_attention_summary": dict(bidirectional=True, pooling="attention", summary_stats=True),
 }
 
 
@@ -160,6 +162,33 @@ def test_padding_never_changes_the_logits(name):
     assert torch.allclose(zero_pad, reference, atol=1e-5)
     assert torch.allclose(noise_pad, reference, atol=1e-5)
     assert torch.allclose(alone, reference[1:], atol=1e-5)
+
+
+def test_summary_statistics_are_the_baselines_features_of_each_sequence_alone():
+    """The head's statistics (``summary_stats``) of a padded batch are each sequence's own: per channel mean, std,
+    min, max and last valid value, and the log length; a training batch of one sequence is normalised by the
+    running statistics (it has no spread of its own) instead of failing."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 2)
+    lengths = torch.tensor([8, 5, 1])
+    padded = x.clone()
+    padded[1, 5:], padded[2, 1:] = 1e3, -1e3  # garbage after the valid steps
+    features = summary_features(padded, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        seq = x[i, :n]
+        expected = torch.cat(
+            [seq.mean(0), seq.std(0, unbiased=False), seq.amin(0), seq.amax(0), seq[-1], torch.tensor([n]).log()]
+        )
+        assert torch.allclose(features[i], expected, atol=1e-6)
+
+    net = build_net("bilstm_classifier", input_size=2, num_classes=3, hidden_size=4, summary_stats=True).train()
+    assert net.head[0].in_features == 2 * 4 + 5 * 2 + 1
+    before = net.summary.norm.running_mean.clone()
+    logits = net(x[:1], lengths[:1])
+    torch.nn.functional.cross_entropy(logits, torch.tensor([2])).backward()
+    assert torch.isfinite(logits).all() and torch.equal(net.summary.norm.running_mean, before)
+    net(x, lengths)  # a real batch updates the running statistics
+    assert not torch.equal(net.summary.norm.running_mean, before)
 
 
 def test_attention_weights_sum_to_one_over_valid_steps_only():
