@@ -166,8 +166,8 @@ def test_padding_never_changes_the_logits(name):
 
 def test_summary_statistics_are_the_baselines_features_of_each_sequence_alone():
     """The head's statistics (``summary_stats``) of a padded batch are each sequence's own: per channel mean, std,
-    min, max and last valid value, and the log length; a training batch of one sequence is normalised by the
-    running statistics (it has no spread of its own) instead of failing."""
+    min, max and last valid value, and the log length; the net standardises them by the statistics it was fitted
+    on, and a feature constant there is centred, never divided by its zero spread."""
     torch.manual_seed(0)
     x = torch.randn(3, 8, 2)
     lengths = torch.tensor([8, 5, 1])
@@ -181,14 +181,16 @@ def test_summary_statistics_are_the_baselines_features_of_each_sequence_alone():
         )
         assert torch.allclose(features[i], expected, atol=1e-6)
 
-    net = build_net("bilstm_classifier", input_size=2, num_classes=3, hidden_size=4, summary_stats=True).train()
+    net = build_net("bilstm_classifier", input_size=2, num_classes=3, hidden_size=4, summary_stats=True)
     assert net.head[0].in_features == 2 * 4 + 5 * 2 + 1
-    before = net.summary.norm.running_mean.clone()
-    logits = net(x[:1], lengths[:1])
-    torch.nn.functional.cross_entropy(logits, torch.tensor([2])).backward()
-    assert torch.isfinite(logits).all() and torch.equal(net.summary.norm.running_mean, before)
-    net(x, lengths)  # a real batch updates the running statistics
-    assert not torch.equal(net.summary.norm.running_mean, before)
+    train = torch.randn(50, 8, 2) * 3 + 1
+    net.summary.fit(train, torch.full((50,), 8), chunk=16)  # chunks: the same statistics as all at once
+    standardised = net.summary(train, torch.full((50,), 8))
+    assert torch.allclose(standardised[:, :-1].mean(0), torch.zeros(10), atol=1e-5)
+    assert torch.allclose(standardised[:, :-1].std(0, unbiased=False), torch.ones(10), atol=1e-4)
+    assert (standardised[:, -1] == 0).all() and net.summary.std[-1] == 1.0  # one length in train: centred only
+    shorter = net.summary(train[:2], torch.tensor([8, 4]))
+    assert float(shorter[1, -1]) == pytest.approx(float(torch.tensor(4.0).log() - torch.tensor(8.0).log()))
 
 
 def test_attention_weights_sum_to_one_over_valid_steps_only():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import TINY_CLASSIFIER, read_metrics, run_cli, with_value, write_user_file
+from helpers import TINY_CLASSIFIER, build_datamodule, read_metrics, run_cli, with_value, write_user_file
 
 CLASSIFICATION_METRICS = {"test/auroc", "test/aupr", "test/accuracy", "test/f1", "test/loss"}
 PERFORMANCE = {
@@ -75,6 +75,28 @@ def test_checkpoint_rebuilds_net_sizes_and_normalisation(classifier_run):
     assert task.class_weight.item() > 2  # pos_weight = n_neg / n_pos for ~15% defects
     probs = task.probabilities(task(torch.randn(3, 20, 5) + task.input_mean, torch.tensor([20, 7, 1])))
     assert probs.shape == (3,) and ((probs > 0) & (probs < 1)).all()
+
+
+def test_the_heads_summary_statistics_are_standardised_on_the_train_split(classifier_run, tmp_path):
+    """The default net's summary statistics (model.net.summary_stats) are standardised by their mean and spread
+    over the z-scored train split, fitted when training started and saved in the checkpoint."""
+    from lstmlab.nets.summary import summary_features
+    from lstmlab.tasks.classification import SequenceClassificationTask
+
+    task = SequenceClassificationTask.load_from_checkpoint(
+        classifier_run / "checkpoints" / "best.ckpt", map_location="cpu"
+    )
+    # the run's data, generated again from the same generator values (TINY_CLASSIFIER)
+    datamodule = build_datamodule(
+        "casting", data_dir=str(tmp_path), generator={"n_sequences": 90, "min_length": 20, "max_length": 60}
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert torch.allclose(task.input_mean, torch.as_tensor(datamodule.channel_mean))
+    train = datamodule.splits["train"]
+    features = summary_features((train.sequences - task.input_mean) / task.input_std, train.lengths)
+    assert torch.allclose(task.net.summary.mean, features.mean(0), atol=1e-4)
+    assert torch.allclose(task.net.summary.std, features.std(0, unbiased=False), rtol=1e-4, atol=1e-5)
 
 
 def test_eval_reproduces_the_test_metrics_and_the_performance_table(classifier_run, tmp_path):

@@ -78,7 +78,7 @@ class LSTMClassifier(nn.Module):
     [batch, T] holds the pooling weights of that batch (``pooling='attention'``; else None). ``freeze`` lists
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
     ``summary_stats`` hands the head each sequence's per-channel mean, std, min, max and last value and its log
-    length (batch-normalised) beside the pooled features: what the summary-statistics baseline sees, so the net
+    length (standardised over the train split) beside the pooled features: what the summary-statistics baseline sees, so the net
     does not have to learn them through the recurrence.
     """
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 
 def summary_features(x: Tensor, lengths: Tensor) -> Tensor:
@@ -24,18 +23,27 @@ def summary_features(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class SummaryStatistics(nn.Module):
-    """``summary_features`` of a batch, batch-normalised (their scales differ: a log length beside z-scores)."""
+    """``summary_features`` of a batch, standardised by each feature's mean and spread over the train split
+    (``fit``, at training set-up; saved with the net). Fixed statistics, not batch norm: a sequence's values never
+    depend on its batch, so DDP ranks that each see part of a batch train as one process does."""
 
     def __init__(self, input_size: int) -> None:
         super().__init__()
         self.num_features = 5 * input_size + 1
-        self.norm = nn.BatchNorm1d(self.num_features)
+        self.register_buffer("mean", torch.zeros(self.num_features))
+        self.register_buffer("std", torch.ones(self.num_features))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor, lengths: Tensor, chunk: int = 1024) -> None:
+        """The train split's statistics: ``x`` [N, T, C] as the net reads it, ``lengths`` [N]."""
+        features = torch.cat(
+            [summary_features(x[i : i + chunk], lengths[i : i + chunk]) for i in range(0, len(x), chunk)]
+        ).double()
+        std = features.std(0, unbiased=False)
+        self.mean.copy_(features.mean(0))
+        # a feature constant over the train split (the log length of equal-length sequences) is centred, not scaled:
+        # dividing by its zero spread would blow up any other value it takes later
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        features = summary_features(x, lengths)
-        if self.training and features.shape[0] == 1:  # a batch of one has no spread: normalise by the running one
-            norm = self.norm
-            return F.batch_norm(
-                features, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
-            )
-        return self.norm(features)
+        return (summary_features(x, lengths) - self.mean) / self.std

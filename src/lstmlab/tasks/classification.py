@@ -87,6 +87,10 @@ class SequenceClassificationTask(LstmlabTask):
         if stage == "fit" or not bool(self.normaliser_fitted):
             self.input_mean.copy_(torch.as_tensor(datamodule.channel_mean))
             self.input_std.copy_(torch.as_tensor(datamodule.channel_std))
+            summary = getattr(self.net, "summary", None)  # model.net.summary_stats: standardised on the train split
+            if summary is not None:
+                train = datamodule.splits["train"]
+                summary.fit((train.sequences - self.input_mean) / self.input_std, train.lengths)
             self.normaliser_fitted.fill_(True)
             self.class_weight.copy_(
                 self._class_weights(torch.as_tensor(datamodule.train_class_counts, dtype=torch.float32))
