@@ -78,8 +78,8 @@ class LSTMClassifier(nn.Module):
     [batch, T] holds the pooling weights of that batch (``pooling='attention'``; else None). ``freeze`` lists
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
     ``summary_stats`` hands the head each sequence's per-channel mean, std, min, max and last value and its log
-    length (standardised over the train split) beside the pooled features: what the summary-statistics baseline sees, so the net
-    does not have to learn them through the recurrence.
+    length (standardised over the train split) beside the pooled features: what the summary-statistics baseline
+    sees, so the net does not have to learn them through the recurrence.
     """
 
     # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's); tests build
@@ -171,7 +171,7 @@ class LSTMClassifier(nn.Module):
 
     def encode(self, x: Tensor, lengths: Tensor) -> Tensor:
         """What the head reads: the pooled features [batch, hidden * directions], then (``summary_stats``) the
-        sequences' normalised summary statistics [batch, 5 input_size + 1]."""
+        sequences' standardised summary statistics [batch, 5 input_size + 1]."""
         pooled = self.pool(x, lengths)
         if self.summary is None:
             return pooled
