@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -34,10 +36,14 @@ class SummaryStatistics(nn.Module):
         self.register_buffer("std", torch.ones(self.num_features))
 
     @torch.no_grad()
-    def fit(self, x: Tensor, lengths: Tensor, chunk: int = 1024) -> None:
-        """The train split's statistics: ``x`` [N, T, C] as the net reads it, ``lengths`` [N]."""
+    def fit(
+        self, x: Tensor, lengths: Tensor, normalise: Callable[[Tensor], Tensor] | None = None, chunk: int = 1024
+    ) -> None:
+        """The train split's statistics: ``x`` [N, T, C], ``lengths`` [N]; ``normalise`` turns ``x`` into what the
+        net reads (the task's z-score), applied chunk by chunk so that no second copy of the split is made."""
+        normalise = normalise or (lambda part: part)
         features = torch.cat(
-            [summary_features(x[i : i + chunk], lengths[i : i + chunk]) for i in range(0, len(x), chunk)]
+            [summary_features(normalise(x[i : i + chunk]), lengths[i : i + chunk]) for i in range(0, len(x), chunk)]
         ).double()
         std = features.std(0, unbiased=False)
         self.mean.copy_(features.mean(0))

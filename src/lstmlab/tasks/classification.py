@@ -90,7 +90,7 @@ class SequenceClassificationTask(LstmlabTask):
             summary = getattr(self.net, "summary", None)  # model.net.summary_stats: standardised on the train split
             if summary is not None:
                 train = datamodule.splits["train"]
-                summary.fit((train.sequences - self.input_mean) / self.input_std, train.lengths)
+                summary.fit(train.sequences, train.lengths, lambda x: (x - self.input_mean) / self.input_std)
             self.normaliser_fitted.fill_(True)
             self.class_weight.copy_(
                 self._class_weights(torch.as_tensor(datamodule.train_class_counts, dtype=torch.float32))
