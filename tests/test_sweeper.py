@@ -362,10 +362,12 @@ def _trial_states(db: Path) -> dict[int, str]:
 def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: tuple = ()) -> int:
     """Start a sweep, send ``sig`` once one of its trials runs, wait for the process; the trial's number."""
     args = [sys.executable, "-m", "lstmlab.train", "-m", *SMALL_SWEEP, *overrides, f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **ENV}
-    proc = subprocess.Popen(
-        args, cwd=sweep.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1", **ENV}
+    log = sweep.parent / f"sweep-{sig.name}.log"  # its output, and every thread's stack if it fails to stop
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            args, cwd=sweep.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     running = None
     try:
         deadline = time.monotonic() + 300
@@ -383,7 +385,17 @@ def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig if running is not None else signal.SIGKILL)
-        proc.wait(timeout=300)  # a graceful stop ends the running trial first; slow under a full suite
+        try:
+            proc.wait(timeout=300)  # a graceful stop ends the running trial first; slow under a full suite
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(
+                f"the sweep still ran 300 s after {sig.name}; its output and stacks:\n{log.read_text()[-12000:]}"
+            ) from None
     assert running is not None, "the sweep ended before a trial of its own was seen running"
     return running
 
