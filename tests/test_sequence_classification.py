@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from helpers import build_datamodule, build_net, with_value, write_user_file
 from lstmlab.data.casting import ensure_casting, generate_casting
@@ -191,6 +192,30 @@ def test_summary_statistics_are_the_baselines_features_of_each_sequence_alone():
     assert (standardised[:, -1] == 0).all() and net.summary.std[-1] == 1.0  # one length in train: centred only
     shorter = net.summary(train[:2], torch.tensor([8, 4]))
     assert float(shorter[1, -1]) == pytest.approx(float(torch.tensor(4.0).log() - torch.tensor(8.0).log()))
+
+
+def test_summary_linear_adds_a_linear_read_of_the_statistics_to_the_head():
+    """``summary_linear`` starts at zero (the net begins as the head alone) and adds W z + b to the logits, z the
+    sequence's standardised statistics: padding leaves it unchanged; without the statistics it is refused."""
+    x, lengths = torch.randn(3, 9, 2), torch.tensor([9, 4, 1])
+    nets = {}
+    for wide in (False, True):
+        torch.manual_seed(0)
+        nets[wide] = build_net(
+            "bilstm_classifier", input_size=2, num_classes=3, hidden_size=4, summary_stats=True, summary_linear=wide
+        ).eval()
+    wide = nets[True]
+    with torch.no_grad():
+        assert torch.equal(wide(x, lengths), nets[False](x, lengths))
+        nn.init.normal_(wide.summary_linear.weight)
+        nn.init.normal_(wide.summary_linear.bias)
+        z = wide.summary(x, lengths)
+        expected = nets[False](x, lengths) + z @ wide.summary_linear.weight.T + wide.summary_linear.bias
+        assert torch.allclose(wide(x, lengths), expected, atol=1e-5)
+        padded = torch.cat([x, 50 * torch.randn(3, 6, 2)], 1)
+        assert torch.allclose(wide(padded, lengths), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="summary_linear=true .* set summary_stats=true"):
+        build_net("bilstm_classifier", input_size=2, num_classes=3, summary_stats=False, summary_linear=True)
 
 
 def test_attention_weights_sum_to_one_over_valid_steps_only():

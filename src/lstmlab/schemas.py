@@ -483,6 +483,7 @@ class ClassifierNetSchema:
     freeze: list[str] = MISSING
     pack: Optional[bool] = MISSING
     summary_stats: bool = MISSING
+    summary_linear: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)
@@ -500,6 +501,8 @@ class ClassifierNetSchema:
         yield from _each_positive("hidden_dims", self.hidden_dims)
         for part in self.freeze if _is_set(self.freeze) else ():
             yield from _one_of("freeze", part, FREEZE_PARTS)
+        if self.summary_linear is True and self.summary_stats is False:
+            yield "summary_linear", "true maps the summary statistics to the logits: set summary_stats=true as well"
 
 
 @dataclass

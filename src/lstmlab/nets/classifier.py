@@ -79,7 +79,9 @@ class LSTMClassifier(nn.Module):
     parts (``lstm``, ``attention``, ``head``) that stop receiving gradients, for transfer learning.
     ``summary_stats`` hands the head each sequence's per-channel mean, std, min, max and last value and its log
     length (standardised over the train split) beside the pooled features: what the summary-statistics baseline
-    sees, so the net does not have to learn them through the recurrence.
+    sees, so the net does not have to learn them through the recurrence. ``summary_linear`` also maps them straight
+    to the logits, beside the head (a wide-and-deep head: the baseline's linear model inside the net, starting at
+    zero): on a few dozen sequences the deep head can overfit what a linear read of the statistics already gets.
     """
 
     # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's); tests build
@@ -104,10 +106,13 @@ class LSTMClassifier(nn.Module):
         freeze: Sequence[str],
         pack: bool | None,
         summary_stats: bool,
+        summary_linear: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}: unknown; choose one of {list(POOLINGS)}")
+        if summary_linear and not summary_stats:
+            raise ValueError("summary_linear=true maps the summary statistics to the logits: set summary_stats=true")
         if init not in BASIC_INITS:  # every layer starts alike: an oscillator bank is a first layer's job
             raise ValueError(f"init={init!r}: unknown; choose one of {list(BASIC_INITS)}")
         self.input_size = input_size
@@ -135,9 +140,12 @@ class LSTMClassifier(nn.Module):
         self.attention = AttentionPooling(features, attention_size) if pooling == "attention" else None
         self.summary = SummaryStatistics(input_size) if summary_stats else None
         head_inputs = features + (self.summary.num_features if self.summary is not None else 0)
-        self.head = make_classifier_head(
-            head_inputs, 1 if num_classes == 2 else num_classes, hidden_dims, activation, head_dropout, norm
-        )
+        outputs = 1 if num_classes == 2 else num_classes
+        self.head = make_classifier_head(head_inputs, outputs, hidden_dims, activation, head_dropout, norm)
+        self.summary_linear = nn.Linear(self.summary.num_features, outputs) if summary_linear else None
+        if self.summary_linear is not None:
+            nn.init.zeros_(self.summary_linear.weight)
+            nn.init.zeros_(self.summary_linear.bias)
         self.attention_weights: Tensor | None = None
         self.freeze(freeze)
 
@@ -191,5 +199,8 @@ class LSTMClassifier(nn.Module):
         return pooled
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        logits = self.head(self.encode(x, lengths))
+        features = self.encode(x, lengths)
+        logits = self.head(features)
+        if self.summary_linear is not None:  # the statistics are the encoding's last columns
+            logits = logits + self.summary_linear(features[:, -self.summary_linear.in_features :])
         return logits.squeeze(-1) if self.num_classes == 2 else logits
