@@ -34,11 +34,12 @@ def test_logits_have_one_column_per_class_or_one_for_binary(num_classes, shape, 
 # padded lengths of the batch: shorter and longer than shuffle_length (24: the channels mode crops past it)
 @pytest.mark.parametrize("lstm_input", choices.LSTM_INPUTS)
 @pytest.mark.parametrize("model", [LSTM_FCN, MLSTM_FCN])
-@pytest.mark.parametrize("pack", [False, True])
-def test_padding_changes_no_logit(model, lstm_input, pack):
+@pytest.mark.parametrize(("pack", "summary_stats"), [(False, False), (True, False), (False, True)])
+def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats):
     """A sequence alone, and in a batch where it is padded with garbage beside longer ones: the same logits. The
     garbage stands for the task's z-score, which turns zero padding into -mean/std."""
-    net = small_net(model, lstm_input=lstm_input, pack=pack, num_classes=3).eval()
+    net = small_net(model, lstm_input=lstm_input, pack=pack, num_classes=3, summary_stats=summary_stats).eval()
+    assert net.head.in_features == 16 + 8 + (5 * 3 + 1 if summary_stats else 0)
     torch.manual_seed(1)
     alone = torch.randn(1, 11, 3)
     batch = torch.randn(3, 30, 3) * 5 + 7  # garbage everywhere ...
@@ -123,6 +124,7 @@ def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path):
         "data.batch_size=16",
         "model.net.hidden_size=8",
         "model.net.filters=[16,32,16]",
+        "model.net.summary_stats=true",
         "callbacks.performance.latency_sequences=4",
         "callbacks.performance.throughput_batch=16",
         "callbacks.progress=null",
@@ -131,3 +133,8 @@ def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path):
     )
     test = read_metrics(run)["test"]
     assert 0.0 <= test["test/auroc"] <= 1.0 and "test/aupr" in test and test["test/num_parameters"] > 0
+    # the statistics were fitted on the train split at set-up (unfitted: mean 0, spread 1) and saved with the net
+    state = torch.load(next((run / "checkpoints").glob("*.ckpt")), map_location="cpu", weights_only=False)
+    assert state["state_dict"]["net.summary.mean"].abs().sum() > 0
+    std = state["state_dict"]["net.summary.std"]
+    assert not torch.equal(std, torch.ones_like(std))

@@ -532,6 +532,7 @@ class LSTMFCNNetSchema:
     squeeze_excite: bool = MISSING
     se_reduction: int = MISSING
     pack: Optional[bool] = MISSING
+    summary_stats: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)

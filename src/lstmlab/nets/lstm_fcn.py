@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstmlab.choices import CELLS, LSTM_INPUTS
 from lstmlab.nets.cells import init_recurrent, make_recurrent
+from lstmlab.nets.summary import SummaryStatistics
 
 
 def valid_mask(lengths: Tensor, steps: int) -> Tensor:
@@ -92,6 +93,8 @@ class LSTMFCN(nn.Module):
     ``pack`` (``lstm_input=time``): pack each batch for the LSTM (skips the padded steps), or run the padded
     steps and read the output at each sequence's last valid step (same values; the default, faster on CPU and on
     cuDNN, whose persistent kernel takes padded batches only: ``LSTMClassifier``); null: pack on CUDA only.
+    ``summary_stats``: the output layer also reads each sequence's standardised summary statistics, as
+    ``LSTMClassifier``'s head can (``lstmlab.nets.summary``).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class LSTMFCN(nn.Module):
         squeeze_excite: bool,
         se_reduction: int,
         pack: bool | None,
+        summary_stats: bool = False,
     ) -> None:
         super().__init__()
         if lstm_input not in LSTM_INPUTS:
@@ -135,7 +139,9 @@ class LSTMFCN(nn.Module):
         self.lstm = make_recurrent(cell, steps_width, hidden_size, num_layers=1, dropout=0.0)
         init_recurrent(self.lstm, "xavier_orthogonal")
         self.lstm_dropout = nn.Dropout(lstm_dropout)
-        self.head = nn.Linear(filters[-1] + hidden_size, 1 if num_classes == 2 else num_classes)
+        self.summary = SummaryStatistics(input_size) if summary_stats else None
+        statistics = self.summary.num_features if self.summary is not None else 0
+        self.head = nn.Linear(filters[-1] + hidden_size + statistics, 1 if num_classes == 2 else num_classes)
 
     def fcn_features(self, x: Tensor, mask: Tensor) -> Tensor:
         """[batch, C, T] zero on padding -> [batch, filters[-1]]: the average over the valid steps."""
@@ -162,8 +168,10 @@ class LSTMFCN(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         lengths = lengths.to(x.device)
+        statistics = [self.summary(x, lengths)] if self.summary is not None else []
         mask = valid_mask(lengths, x.shape[1])
         x = x.transpose(1, 2) * mask  # [batch, C, T]; the padding back to 0 (the z-score moved it)
-        features = torch.cat([self.fcn_features(x, mask), self.lstm_dropout(self.lstm_features(x, lengths))], dim=-1)
+        branches = [self.fcn_features(x, mask), self.lstm_dropout(self.lstm_features(x, lengths))]
+        features = torch.cat(branches + statistics, dim=-1)
         logits = self.head(features)
         return logits.squeeze(-1) if self.num_classes == 2 else logits
