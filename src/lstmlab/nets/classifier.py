@@ -106,7 +106,7 @@ class LSTMClassifier(nn.Module):
         freeze: Sequence[str],
         pack: bool | None,
         summary_stats: bool,
-        summary_linear: bool = False,
+        summary_linear: bool,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:

@@ -111,7 +111,7 @@ class LSTMFCN(nn.Module):
         squeeze_excite: bool,
         se_reduction: int,
         pack: bool | None,
-        summary_stats: bool = False,
+        summary_stats: bool,
     ) -> None:
         super().__init__()
         if lstm_input not in LSTM_INPUTS:
