@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from lstmlab.metrics import best_f1_threshold, classification_metrics
-from lstmlab.nets.summary import summary_features
+from lstmlab.nets.summary import standardisation, summary_features
 
 
 def fit_logistic_regression(
@@ -23,7 +23,7 @@ def fit_logistic_regression(
     class_weight: torch.Tensor | None = None,
 ):
     """Standardised features, multinomial (binary: one logit) logistic regression by L-BFGS; returns a scorer."""
-    mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
+    mean, std = standardisation(features)
     z = (features - mean) / std
     outputs = 1 if num_classes == 2 else num_classes
     weight = torch.zeros(z.shape[1], outputs, requires_grad=True)

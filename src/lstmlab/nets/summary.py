@@ -24,6 +24,14 @@ def summary_features(x: Tensor, lengths: Tensor) -> Tensor:
     return torch.cat([mean, std, low, high, last, n.log()], dim=1)
 
 
+def standardisation(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Each column's mean and spread over ``features`` [N, F]; a column constant there gets spread 1 (centred, not
+    scaled): dividing by its zero spread would blow up any other value it takes later (the log length of a train
+    split of equal-length sequences)."""
+    std = features.std(0, unbiased=False)
+    return features.mean(0), torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
 class SummaryStatistics(nn.Module):
     """``summary_features`` of a batch, standardised by each feature's mean and spread over the train split
     (``fit``, at training set-up; saved with the net). Fixed statistics, not batch norm: a sequence's values never
@@ -45,11 +53,9 @@ class SummaryStatistics(nn.Module):
         features = torch.cat(
             [summary_features(normalise(x[i : i + chunk]), lengths[i : i + chunk]) for i in range(0, len(x), chunk)]
         ).double()
-        std = features.std(0, unbiased=False)
-        self.mean.copy_(features.mean(0))
-        # a feature constant over the train split (the log length of equal-length sequences) is centred, not scaled:
-        # dividing by its zero spread would blow up any other value it takes later
-        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        mean, std = standardisation(features)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return (summary_features(x, lengths) - self.mean) / self.std
