@@ -157,6 +157,21 @@ def small_net(**kwargs) -> Seq2SeqAttention:
     return build_net("seq2seq_attention", **(sizes | kwargs))
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])  # keys of another width than the queries, or the same
+def test_attention_over_the_memory_projected_once_equals_multihead_attention(bidirectional):
+    # the net projects the encoder outputs to keys and values once per window; every decoder step must attend
+    # exactly as nn.MultiheadAttention over the encoder outputs would (its parameters are the ones trained)
+    net = small_net(bidirectional=bidirectional, layer_norm=True).eval()
+    x, query = torch.randn(4, 10, 3), torch.randn(4, 3, net.hidden_size)
+    memory, _ = net.encode(x)
+    outputs = net.memory_norm(net.encoder(x)[0])
+    expected, expected_weights = net.attention(query, outputs, outputs, need_weights=True, average_attn_weights=False)
+    for need_weights in (True, False):
+        context, weights = net.attend(query, memory, need_weights)
+        torch.testing.assert_close(context, expected)
+    torch.testing.assert_close(net.attend(query, memory, True)[1], expected_weights)
+
+
 def test_attention_weights_shape_and_rows_sum_to_one():
     net = small_net(bidirectional=False, layer_norm=False).eval()
     forecast, weights = net(torch.randn(5, 10, 3), 4, return_attention=True)
