@@ -53,6 +53,32 @@ def test_what_the_net_is_trained_on_inverts_to_the_raw_targets(options):
     torch.testing.assert_close(scaling.decode(quantiles, stats)[..., 1], y, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()) or "instance")
+def test_the_loss_is_measured_without_the_learnable_affine(options):
+    torch.manual_seed(0)
+    scaling = scaler(**options)
+    x, y = 5 + torch.rand(4, 10, 3) * 50, 5 + torch.rand(4, 6, 2) * 50
+    scaling.fit_series([np.asarray(x[0]), np.asarray(x[1])])
+    series = torch.tensor([0, 1, 1, 0])
+    _, stats = scaling.encode(x, series)
+    # the output that decodes to the truth is exactly the loss's target
+    torch.testing.assert_close(scaling.loss_space(scaling.encode_target(y, stats)), scaling.loss_target(y, stats))
+    if scaling.weight is None:
+        return
+    # a net that forecasts nothing (the context's mean, no change, or the base forecast as it is) must not get a
+    # smaller loss by shrinking the learnable scale: with the loss on targets that pass through the affine,
+    # training drove the scale towards 0 and the unscaled forecasts to millions (validation MASE up to 3,800)
+    shifted = options.get("difference") or options.get("base") == "seasonal_naive"
+    losses = []
+    for weight in (1.0, 0.01):
+        with torch.no_grad():
+            scaling.weight.fill_(weight)
+        _, stats = scaling.encode(x, series)
+        nothing = torch.zeros(4, 6, 2) if shifted else scaling.bias[:2].expand(4, 6, 2)
+        losses.append((scaling.loss_space(nothing) - scaling.loss_target(y, stats)).abs().mean())
+    torch.testing.assert_close(losses[0], losses[1])
+
+
 def test_instance_scaling_follows_the_level_past_anything_seen_in_training():
     """A window 1,000 units higher than any in training reaches the net as the same input, and its forecast
     comes back 1,000 units higher: the level never leaves the range the net has learnt."""

@@ -7,7 +7,10 @@ inverted on the way out:
 
 1. ``log_transform``: ``log1p`` of the targets (a seasonality that grows with the level becomes additive);
 2. ``scaler``: ``instance`` (the context's mean and standard deviation per channel) or ``train`` (the train
-   segment's, per series, fitted once with ``fit_series``); with ``affine`` a learnable scale and shift per channel;
+   segment's, per series, fitted once with ``fit_series``); with ``affine`` a learnable scale and shift per channel
+   (RevIN's). The loss is measured without it (``loss_space``, ``loss_target``): measured on targets that pass
+   through it too, the loss shrinks with the learnable scale, and training drives that scale to zero and the
+   unscaled forecasts to infinity;
 3. ``difference``: the targets as first differences (the net forecasts changes; the forecast is their running sum
    from the last context value); or ``base="seasonal_naive"``: the net forecasts what the seasonal-naive forecast
    (the context's last season repeated, in scaled units) misses, so it starts from that baseline and learns only
@@ -129,19 +132,43 @@ class WindowScaler(nn.Module):
             return None
         return stats.season[:, torch.arange(horizon, device=stats.season.device) % stats.season.shape[1]]
 
-    def encode_target(self, y: Tensor, stats: WindowStats) -> Tensor:
-        """Raw targets [B, H, K] -> what the net is trained to output for them; raw forecasts [B, H, K, Q] -> the
-        output they decode from (per quantile level: ``decode``'s inverse)."""
+    def encode_target(self, y: Tensor, stats: WindowStats, affine: bool = True) -> Tensor:
+        """Raw targets [B, H, K] -> what the net is trained to output for them (its teacher-forced inputs); raw
+        forecasts [B, H, K, Q] -> the output they decode from (per quantile level: ``decode``'s inverse).
+        ``affine=False``: the same without the learnable affine (``loss_target``)."""
         if y.dim() == 4:
-            return torch.stack([self.encode_target(y[..., q], stats) for q in range(y.shape[-1])], dim=-1)
+            return torch.stack([self.encode_target(y[..., q], stats, affine) for q in range(y.shape[-1])], dim=-1)
         k = self.num_targets
-        scaled = self._affine((self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k], slice(0, k))
+        scaled = (self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k]
         base = self.base_forecast(stats, y.shape[1])
+        if affine:
+            scaled = self._affine(scaled, slice(0, k))
+        elif base is not None:  # the base forecast, kept in the net's units, without the affine too
+            base = (base - self.bias[:k]) / self.weight[:k]
         if base is not None:
             scaled = scaled - base
         if self.difference:
-            scaled = differences(scaled, stats.last)
+            last = stats.last if affine or self.weight is None else (stats.last - self.bias[:k]) / self.weight[:k]
+            scaled = differences(scaled, last)
         return scaled
+
+    # ---- the loss: in the scaled units without the learnable affine ----------------------------------------
+    def loss_target(self, y: Tensor, stats: WindowStats) -> Tensor:
+        """Raw targets [B, H, K] -> the loss's target: ``encode_target`` without the affine."""
+        return self.encode_target(y, stats, affine=self.weight is None)
+
+    def loss_space(self, out: Tensor) -> Tensor:
+        """The net's output [B, H, K] or [B, H, K, Q] -> the loss's units (``loss_target``'s): the affine undone.
+        Its shift cancels in a difference or a correction to the base forecast, which are in the affine's units
+        too."""
+        if self.weight is None:
+            return out
+        k = self.num_targets
+        weight, bias = self.weight[:k], self.bias[:k]
+        if out.dim() == 4:
+            weight, bias = weight.unsqueeze(-1), bias.unsqueeze(-1)
+        shifted = self.difference or self.base == "seasonal_naive"
+        return (out if shifted else out - bias) / weight
 
     # ---- the way out --------------------------------------------------------------------------------------
     def decode(self, out: Tensor, stats: WindowStats) -> Tensor:

@@ -370,17 +370,20 @@ class Seq2SeqForecastTask(LstmlabTask):
     def current_teacher_forcing(self) -> float:
         return teacher_forcing_ratio(self.global_step, **self.hparams.teacher_forcing)
 
-    def _loss(self, out: Tensor, target: Tensor) -> Tensor:
+    def _loss(self, out: Tensor, y: Tensor, stats: WindowStats) -> Tensor:
+        """The loss of the net's output ``out`` for the raw targets ``y``, in the scaled units without the
+        learnable affine (``WindowScaler.loss_space``)."""
+        out = self.scaling.loss_space(out)
         if self.hparams.loss == "quantile" and out.dim() == 3:
             out = out.unsqueeze(-1)
-        return self.loss_fn(out, target)
+        return self.loss_fn(out, self.scaling.loss_target(y, stats))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         scaled, stats = self.scaling.encode(batch["x"], batch.get("series"))
         target = self.scaling.encode_target(batch["y"], stats)
         ratio = self.current_teacher_forcing()
         out = self.net(scaled, target.shape[1], target=target, teacher_forcing_ratio=ratio)
-        loss = self._loss(out, target)
+        loss = self._loss(out, batch["y"], stats)
         self.log_train_loss(loss, len(out))
         self.log("train/teacher_forcing_ratio", ratio, on_step=False, on_epoch=True, batch_size=len(out))
         return loss
@@ -414,7 +417,7 @@ class Seq2SeqForecastTask(LstmlabTask):
     def update_metrics(self, stage: str, batch: dict) -> None:
         calibrating = stage == "val" and self.calibration_scores is not None
         out, forecast, stats = self.net_forecast(batch["x"], batch["series"], batch["y"].shape[1], not calibrating)
-        self.loss_mean[stage].update(self._loss(out, self.scaling.encode_target(batch["y"], stats)), weight=len(out))
+        self.loss_mean[stage].update(self._loss(out, batch["y"], stats), weight=len(out))
         scale = torch.tensor(self.info["mase_scale"], dtype=torch.float64, device=out.device)[batch["series"]]
         forecasts = {"model": self.point(forecast), **self.baselines(batch["x"])}
         for name, each in forecasts.items():
