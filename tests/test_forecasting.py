@@ -38,14 +38,25 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()) or "instance")
-def test_what_the_net_is_trained_on_inverts_to_the_raw_targets(options):
+each_option = pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()) or "instance"
+)
+
+
+def scaled_batch(options: dict):
+    """A scaler with ``options`` (fitted on two series for scaler=train), raw contexts x [4, 10, 3], targets
+    y [4, 6, 2], the windows' series and their ``WindowStats``."""
     torch.manual_seed(0)
     scaling = scaler(**options)
     x, y = 5 + torch.rand(4, 10, 3) * 50, 5 + torch.rand(4, 6, 2) * 50
     scaling.fit_series([np.asarray(x[0]), np.asarray(x[1])])
     series = torch.tensor([0, 1, 1, 0])
-    _, stats = scaling.encode(x, series)
+    return scaling, x, y, series, scaling.encode(x, series)[1]
+
+
+@each_option
+def test_what_the_net_is_trained_on_inverts_to_the_raw_targets(options):
+    scaling, _, y, _, stats = scaled_batch(options)
     target = scaling.encode_target(y, stats)
     torch.testing.assert_close(scaling.decode(target, stats), y, rtol=1e-4, atol=1e-3)
     # quantile forecasts [B, H, K, Q] invert level by level
@@ -53,14 +64,9 @@ def test_what_the_net_is_trained_on_inverts_to_the_raw_targets(options):
     torch.testing.assert_close(scaling.decode(quantiles, stats)[..., 1], y, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()) or "instance")
+@each_option
 def test_the_loss_is_measured_without_the_learnable_affine(options):
-    torch.manual_seed(0)
-    scaling = scaler(**options)
-    x, y = 5 + torch.rand(4, 10, 3) * 50, 5 + torch.rand(4, 6, 2) * 50
-    scaling.fit_series([np.asarray(x[0]), np.asarray(x[1])])
-    series = torch.tensor([0, 1, 1, 0])
-    _, stats = scaling.encode(x, series)
+    scaling, x, y, series, stats = scaled_batch(options)
     # the output that decodes to the truth is exactly the loss's target
     torch.testing.assert_close(scaling.loss_space(scaling.encode_target(y, stats)), scaling.loss_target(y, stats))
     if scaling.weight is None:
