@@ -140,22 +140,22 @@ class WindowScaler(nn.Module):
             return torch.stack([self.encode_target(y[..., q], stats, affine) for q in range(y.shape[-1])], dim=-1)
         k = self.num_targets
         scaled = (self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k]
-        base = self.base_forecast(stats, y.shape[1])
+        base, last = self.base_forecast(stats, y.shape[1]), stats.last
         if affine:
             scaled = self._affine(scaled, slice(0, k))
-        elif base is not None:  # the base forecast, kept in the net's units, without the affine too
-            base = (base - self.bias[:k]) / self.weight[:k]
+        elif self.weight is not None:  # the base forecast and the last value are kept in the affine's units
+            base = None if base is None else (base - self.bias[:k]) / self.weight[:k]
+            last = (last - self.bias[:k]) / self.weight[:k]
         if base is not None:
             scaled = scaled - base
         if self.difference:
-            last = stats.last if affine or self.weight is None else (stats.last - self.bias[:k]) / self.weight[:k]
             scaled = differences(scaled, last)
         return scaled
 
     # ---- the loss: in the scaled units without the learnable affine ----------------------------------------
     def loss_target(self, y: Tensor, stats: WindowStats) -> Tensor:
         """Raw targets [B, H, K] -> the loss's target: ``encode_target`` without the affine."""
-        return self.encode_target(y, stats, affine=self.weight is None)
+        return self.encode_target(y, stats, affine=False)
 
     def loss_space(self, out: Tensor) -> Tensor:
         """The net's output [B, H, K] or [B, H, K, Q] -> the loss's units (``loss_target``'s): the affine undone.
