@@ -183,3 +183,29 @@ def test_quick_forecast_benchmark_scores_every_method_on_one_series(tmp_path):
     labels = ("seasonal naive", "AutoETS", "neuralforecast LSTM", "lstmlab", "lstmlab quantile")
     assert all(f"| {label} |" in header for label in labels), header
     assert any(line.startswith(f"| {name} |") for line in mase_table.splitlines()), mase_table
+
+
+def test_forecast_benchmark_screens_lstmlab_alone_without_the_peers(tmp_path):
+    # --methods lstmlab: a validation screen of a setting, without AutoETS and neuralforecast (nor their packages)
+    pytest.importorskip("aeon", reason="the quick series (airline) comes with aeon")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "forecast_realdata", "--quick", "--methods", "lstmlab"]
+        + ["--overrides", "model.net.hidden_size=8", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [result] = tmp_path.glob("*-quick-partial.json")
+    measured = json.loads(result.read_text())["measurements"]["forecast_realdata"]
+    [series] = measured["series"]["series"].values()
+    runs = series["runs"]
+    assert not runs["autoets"] and not runs["nf_lstm"] and not runs["lstmlab_quantile"], runs
+    [run] = runs["lstmlab"]
+    assert math.isfinite(run["mase"]) and run["val_mase"] is not None, run
+    assert "model.net.hidden_size=8" in run["command"], run["command"]
+    validation = proc.stdout.split("Validation MASE")[1]
+    assert f"| mean (1 series) | {run['val_mase']:.3f} |" in validation, validation
+    assert measured["met"] is None  # the goal is judged beside the peers only
