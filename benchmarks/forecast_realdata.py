@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.classify_realdata import best_validation, failure, package_dir, ranks, run_env, write_test_predictions
-from benchmarks.harness import Context, Measurement, Row, number, stats
+from benchmarks.harness import Context, Measurement, Row, names_from, number, stats
 
 KEY = "forecast_realdata"
 TITLE = "10. forecasting on real data (series shipped in pip wheels, last h steps held out)"
@@ -424,35 +424,19 @@ def run_ensemble(ctx: Context, run_dirs: list[Path], actual: np.ndarray, scale: 
 
 
 # ---- options -----------------------------------------------------------------------------------------------
-def series_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SERIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown series {unknown}; choose from {','.join(SERIES)}")
-    return names
-
-
-def method_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; choose from {','.join(METHODS)}")
-    return names
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Its own options; --seeds and --overrides are the real-data benchmarks' shared ones."""
     group = parser.add_argument_group(f"{KEY} (runs only when named in --only)")
     group.add_argument(
         "--series",
-        type=series_list,
+        type=names_from(SERIES, "series"),
         default=None,
         help=f"comma-separated subset of {','.join(SERIES)} (default: all available; --quick: "
         f"{','.join(QUICK_SERIES)})",
     )
     group.add_argument(
         "--methods",
-        type=method_list,
+        type=names_from(METHODS, "methods"),
         default=None,
         help=f"comma-separated subset of {','.join(METHODS)} (default: all; seasonal naive always runs). "
         '--methods lstmlab --overrides "..." is a validation screen of an lstmlab setting without the peers',
@@ -502,19 +486,19 @@ def run(ctx: Context, args: argparse.Namespace | None = None) -> Measurement:
         naive = seasonal_naive(history, source.horizon, source.season)
         runs[SNAIVE].append({"seed": None, "mase": mase(naive, actual, scale), "wall_s": time.perf_counter() - t0})
         snaive_mase = runs[SNAIVE][0]["mase"]
-        try:
-            if ETS in methods:
-                runs[ETS].append({"seed": None, **run_autoets(history, actual, source.season, scale)})
-        except Exception as err:  # one failed method must not hide the others' figures
-            errors[ETS] = report_error(name, ETS, None, err)
-        for seed in seeds:
+        if ETS in methods:
             try:
-                if NF_LSTM in methods:
+                runs[ETS].append({"seed": None, **run_autoets(history, actual, source.season, scale)})
+            except Exception as err:  # one failed method must not hide the others' figures
+                errors[ETS] = report_error(name, ETS, None, err)
+        for seed in seeds:
+            if NF_LSTM in methods:
+                try:
                     runs[NF_LSTM].append(
                         {"seed": seed, **run_nf_lstm(ctx, name, history_frame, actual, source, scale, seed)}
                     )
-            except Exception as err:
-                errors[NF_LSTM] = report_error(name, NF_LSTM, seed, err)
+                except Exception as err:
+                    errors[NF_LSTM] = report_error(name, NF_LSTM, seed, err)
             for method in filter(methods.__contains__, LSTMLAB_METHODS):
                 extra = (["model.loss=quantile"] if method == LSTMLAB_QUANTILE else []) + overrides
                 run_dir = root / "runs" / name / method / f"seed{seed}"

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,20 @@ def not_built(key: str, number: int, title: str, goal: str, issue: str) -> Measu
         rows=[Row(title, NOT_BUILT, goal, NOT_BUILT)],
         notes=f"comes with {issue}",
     )
+
+
+def names_from(choices: Iterable[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated, non-empty subset of ``choices`` (``what`` names them in the error)."""
+    allowed = list(choices)
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown}; choose from {','.join(allowed)}")
+        return names
+
+    return parse
 
 
 def positive_int(text: str) -> int:

@@ -12,6 +12,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def quick_realdata_run(tmp_path: Path, key: str, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``python -m benchmarks --only <key> --quick <options>`` in a subprocess: the process (it must succeed) and
+    the measurement of its results JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", key, "--quick", *options, "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [result] = tmp_path.glob("*-quick-partial.json")
+    return proc, json.loads(result.read_text())["measurements"][key]
+
+
 MEASURED = {
     "training_throughput": {
         "stateful_steps_per_s",
@@ -119,17 +137,7 @@ def test_quick_benchmark_writes_every_figure_and_the_plot(tmp_path):
 @pytest.mark.slow
 def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
     pytest.importorskip("aeon", reason='the real-data benchmark needs the [bench] extra: pip install -e ".[bench]"')
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "classify_realdata", "--quick", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    [result] = tmp_path.glob("*-quick-partial.json")
-    measured = json.loads(result.read_text())["measurements"]["classify_realdata"]
+    proc, measured = quick_realdata_run(tmp_path, "classify_realdata")
     assert measured["status"] == "measured" and len(measured["settings"]["datasets"]) == 1
     methods = ("summary-stats baseline", "1-NN DTW", "MiniRocket", "lstmlab default", "lstmlab mlstm_fcn")
     accuracy_table = proc.stdout.split("Test accuracy")[1].split("Wall time")[0]
@@ -151,17 +159,7 @@ def test_quick_realdata_benchmark_lists_every_method_and_data_set(tmp_path):
 def test_quick_forecast_benchmark_scores_every_method_on_one_series(tmp_path):
     for package in ("statsforecast", "neuralforecast"):
         pytest.importorskip(package, reason='the forecast benchmark needs the [bench] extra: pip install -e ".[bench]"')
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "forecast_realdata", "--quick", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    [result] = tmp_path.glob("*-quick-partial.json")
-    measured = json.loads(result.read_text())["measurements"]["forecast_realdata"]
+    proc, measured = quick_realdata_run(tmp_path, "forecast_realdata")
     [name] = measured["settings"]["series"]
     series = measured["series"]["series"][name]
     runs = series["runs"]
@@ -188,18 +186,8 @@ def test_quick_forecast_benchmark_scores_every_method_on_one_series(tmp_path):
 def test_forecast_benchmark_screens_lstmlab_alone_without_the_peers(tmp_path):
     # --methods lstmlab: a validation screen of a setting, without AutoETS and neuralforecast (nor their packages)
     pytest.importorskip("aeon", reason="the quick series (airline) comes with aeon")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "forecast_realdata", "--quick", "--methods", "lstmlab"]
-        + ["--overrides", "model.net.hidden_size=8", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    [result] = tmp_path.glob("*-quick-partial.json")
-    measured = json.loads(result.read_text())["measurements"]["forecast_realdata"]
+    options = ("--methods", "lstmlab", "--overrides", "model.net.hidden_size=8")
+    proc, measured = quick_realdata_run(tmp_path, "forecast_realdata", *options)
     [series] = measured["series"]["series"].values()
     runs = series["runs"]
     assert not runs["autoets"] and not runs["nf_lstm"] and not runs["lstmlab_quantile"], runs
