@@ -113,6 +113,12 @@ class WindowScaler(nn.Module):
     def _affine(self, z: Tensor, channels: slice) -> Tensor:
         return z if self.weight is None else z * self.weight[channels] + self.bias[channels]
 
+    def _target_affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The affine's scale and shift of the targets, over a quantile axis too when ``like`` [B, H, K, Q] has one."""
+        k = self.num_targets
+        weight, bias = self.weight[:k], self.bias[:k]
+        return (weight.unsqueeze(-1), bias.unsqueeze(-1)) if like.dim() == 4 else (weight, bias)
+
     def encode(self, x: Tensor, series: Tensor | None = None) -> tuple[Tensor, WindowStats]:
         """Raw context [B, L, C] -> the net's input [B, L, C] and what inverting its forecast needs."""
         z = self._log(x)
@@ -144,8 +150,9 @@ class WindowScaler(nn.Module):
         if affine:
             scaled = self._affine(scaled, slice(0, k))
         elif self.weight is not None:  # the base forecast and the last value are kept in the affine's units
-            base = None if base is None else (base - self.bias[:k]) / self.weight[:k]
-            last = (last - self.bias[:k]) / self.weight[:k]
+            weight, bias = self._target_affine(scaled)
+            base = None if base is None else (base - bias) / weight
+            last = (last - bias) / weight
         if base is not None:
             scaled = scaled - base
         if self.difference:
@@ -163,10 +170,7 @@ class WindowScaler(nn.Module):
         too."""
         if self.weight is None:
             return out
-        k = self.num_targets
-        weight, bias = self.weight[:k], self.bias[:k]
-        if out.dim() == 4:
-            weight, bias = weight.unsqueeze(-1), bias.unsqueeze(-1)
+        weight, bias = self._target_affine(out)
         shifted = self.difference or self.base == "seasonal_naive"
         return (out if shifted else out - bias) / weight
 
@@ -184,9 +188,7 @@ class WindowScaler(nn.Module):
         if base is not None:
             out = out + (base.unsqueeze(-1) if quantiles else base)
         if self.weight is not None:
-            weight, bias = self.weight[:k], self.bias[:k]
-            if quantiles:
-                weight, bias = weight.unsqueeze(-1), bias.unsqueeze(-1)
+            weight, bias = self._target_affine(out)
             out = (out - bias) / (weight + 1e-8)
         out = out * scale + loc
         return torch.expm1(out) if self.log_transform else out
