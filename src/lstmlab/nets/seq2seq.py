@@ -107,7 +107,6 @@ class Seq2SeqAttention(nn.Module):
         self.attention = nn.MultiheadAttention(
             hidden_size, num_heads, dropout=attention_dropout, kdim=encoded, vdim=encoded, batch_first=True
         )
-        self.head_dim = hidden_size // num_heads
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
         self.combined_norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
         self.project = nn.Linear(hidden_size, output_size * num_quantiles)
@@ -134,7 +133,7 @@ class Seq2SeqAttention(nn.Module):
         return AttentionMemory(keys, values), state
 
     def split_heads(self, x: Tensor) -> Tensor:  # [B, n, heads * head_dim] -> [B, heads, n, head_dim]
-        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.attention.head_dim).transpose(1, 2)
 
     def attend(self, query: Tensor, memory: AttentionMemory, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         """``nn.MultiheadAttention``'s output for ``query`` [B, n, E] over ``memory``, and (``need_weights``) its
@@ -143,7 +142,7 @@ class Seq2SeqAttention(nn.Module):
         q = self.split_heads(F.linear(query, weight, bias))
         dropout = self.attention.dropout if self.training else 0.0
         if need_weights:
-            weights = torch.softmax(q @ memory.keys.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
+            weights = torch.softmax(q @ memory.keys.transpose(-2, -1) / math.sqrt(self.attention.head_dim), dim=-1)
             weights = F.dropout(weights, dropout) if dropout > 0 else weights
             context = weights @ memory.values
         else:

@@ -138,31 +138,25 @@ class WindowScaler(nn.Module):
             return None
         return stats.season[:, torch.arange(horizon, device=stats.season.device) % stats.season.shape[1]]
 
-    def encode_target(self, y: Tensor, stats: WindowStats, affine: bool = True) -> Tensor:
+    def encode_target(self, y: Tensor, stats: WindowStats) -> Tensor:
         """Raw targets [B, H, K] -> what the net is trained to output for them (its teacher-forced inputs); raw
-        forecasts [B, H, K, Q] -> the output they decode from (per quantile level: ``decode``'s inverse).
-        ``affine=False``: the same without the learnable affine (``loss_target``)."""
+        forecasts [B, H, K, Q] -> the output they decode from (per quantile level: ``decode``'s inverse)."""
         if y.dim() == 4:
-            return torch.stack([self.encode_target(y[..., q], stats, affine) for q in range(y.shape[-1])], dim=-1)
+            return torch.stack([self.encode_target(y[..., q], stats) for q in range(y.shape[-1])], dim=-1)
         k = self.num_targets
-        scaled = (self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k]
-        base, last = self.base_forecast(stats, y.shape[1]), stats.last
-        if affine:
-            scaled = self._affine(scaled, slice(0, k))
-        elif self.weight is not None:  # the base forecast and the last value are kept in the affine's units
-            weight, bias = self._target_affine(scaled)
-            base = None if base is None else (base - bias) / weight
-            last = (last - bias) / weight
+        scaled = self._affine((self._log(y) - stats.loc[..., :k]) / stats.scale[..., :k], slice(0, k))
+        base = self.base_forecast(stats, y.shape[1])
         if base is not None:
             scaled = scaled - base
         if self.difference:
-            scaled = differences(scaled, last)
+            scaled = differences(scaled, stats.last)
         return scaled
 
     # ---- the loss: in the scaled units without the learnable affine ----------------------------------------
     def loss_target(self, y: Tensor, stats: WindowStats) -> Tensor:
-        """Raw targets [B, H, K] -> the loss's target: ``encode_target`` without the affine."""
-        return self.encode_target(y, stats, affine=False)
+        """Raw targets [B, H, K] -> the loss's target: ``encode_target`` with the affine undone, a constant (no
+        gradient reaches the affine through the target)."""
+        return self.loss_space(self.encode_target(y, stats)).detach()
 
     def loss_space(self, out: Tensor) -> Tensor:
         """The net's output [B, H, K] or [B, H, K, Q] -> the loss's units (``loss_target``'s): the affine undone.
