@@ -218,3 +218,26 @@ def test_bad_input_exits_with_one_clear_line(tmp_path, classifier_run, case):
     assert "Traceback" not in proc.stderr
     assert hashlib.sha256(user.read_bytes()).hexdigest() == before
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_weight_averaging_tests_and_checkpoints_the_averaged_weights(tmp_path):
+    _, run = train_classifier(tmp_path, "callbacks=[classification,ema]", "callbacks.ema.decay=0.5")
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert set(averaged) == set(raw)
+    weights = [key for key in averaged if key.startswith("net.lstm.") or key.startswith("net.head.")]
+    assert weights and all(not torch.equal(averaged[key], raw[key]) for key in weights), weights
+    # the normalisation fitted on the train split before the average was taken, and kept by it
+    assert torch.allclose(averaged["input_mean"], raw["input_mean"]) and bool(averaged["normaliser_fitted"])
+    # lstmlab-eval scores best.ckpt's state_dict: the same figures as the run's test, so that tested the average
+    run_cli(
+        "lstmlab.evaluate",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        "extras.print_config=false",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    original = read_metrics(run)["test"]
+    for key in ("test/loss", "test/auroc", "test/threshold"):
+        assert evaluated[key] == pytest.approx(original[key], rel=1e-5, abs=1e-6), key

@@ -1,8 +1,9 @@
 """What every task shares: optimizers and their parameter groups, the training-loss log, the best-so-far
 value of the monitored metric (for sweepers), and the recurrent state carried from one batch to the next.
 
-A task extends ``LstmlabTask``: it says which metric it monitors (``monitor``, ``monitor_mode``), fills its
-metrics batch by batch (``update_metrics``) and logs them at the end of a stage (``log_stage``).
+A task extends ``LstmlabTask``: it says which metric it monitors (``monitor``, ``monitor_mode``), builds and
+checks what depends on the data (``prepare``, in place of Lightning's ``setup``), fills its metrics batch by batch
+(``update_metrics``) and logs them at the end of a stage (``log_stage``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class LstmlabTask(pl.LightningModule):
         self._restored_best: Tensor | None = None
         self._loss_sum: Tensor | None = None
         self._loss_count = 0
+        self._prepared_stage: str | None = None
 
     def net_config_from_data(self, **sizes: int) -> dict:
         """``model.net`` with the sizes it leaves to the data (null) taken from ``sizes``, written back into the
@@ -151,6 +153,29 @@ class LstmlabTask(pl.LightningModule):
         self._restored_best = checkpoint.get("monitored_best")
         if checkpoint.get("torch_rng_state") is not None:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+
+    # ---- set-up: once per trainer run, before any callback copies the module --------------------------
+    def prepare(self, stage: str) -> None:
+        """Check the data against the model and build what depends on it (nets sized by it, statistics fitted on
+        its train split, metrics per target). Runs once per trainer run and stage, with the datamodule set up."""
+
+    def setup(self, stage: str) -> None:
+        self._prepare_once(stage)
+
+    def configure_model(self) -> None:
+        # Lightning's WeightAveraging (EMA, SWA) copies the module in its own setup, which runs before the module's,
+        # and calls configure_model first: so the nets sized by the data and the fitted statistics exist by then.
+        # Without a trainer (load_from_checkpoint calls it too) the checkpoint's sizes have built the nets already
+        if self._trainer is not None:
+            self._prepare_once(self.trainer.state.fn)
+
+    def teardown(self, stage: str) -> None:
+        self._prepared_stage = None
+
+    def _prepare_once(self, stage: str) -> None:
+        if self._prepared_stage != stage:
+            self.prepare(stage)
+            self._prepared_stage = stage
 
     # ---- stages ----------------------------------------------------------------------------------------
     def update_metrics(self, stage: str, batch: dict) -> None:

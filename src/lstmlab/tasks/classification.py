@@ -76,7 +76,7 @@ class SequenceClassificationTask(LstmlabTask):
         return self.net.num_classes == 2
 
     # ---- set-up --------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
+    def prepare(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         datamodule.setup(stage)
         if self.net is None:

@@ -50,7 +50,7 @@ class PriceForecastTask(RecurrentNetTask):
         self.loss_mean = nn.ModuleDict()
         self.metrics = nn.ModuleDict()
 
-    def setup(self, stage: str) -> None:
+    def prepare(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if self.net.input_size != datamodule.num_features:
             raise ConfigError(

@@ -236,7 +236,7 @@ class Seq2SeqForecastTask(LstmlabTask):
         return len(self.levels) > 1 and self.hparams.interval_calibration != "none"
 
     # ---- set-up --------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
+    def prepare(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         data_info = datamodule.forecast_info()
         if self.info is not None and self.info["columns"] != data_info["columns"]:

@@ -42,7 +42,7 @@ class SignalRegressionTask(RecurrentNetTask):
         self.target_names: list[str] = []
 
     # ---- set-up --------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
+    def prepare(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if self.net.input_size != datamodule.num_inputs:
             raise ConfigError(
