@@ -143,6 +143,8 @@ NETS = {
     "uni_mean": dict(bidirectional=False, pooling="mean", norm="layernorm"),
     "bi_last_packed": dict(bidirectional=True, pooling="last", pack=True),
     "bi_attention_summary": dict(bidirectional=True, pooling="attention", summary_stats=True),
+    "bi_attention_patches": dict(bidirectional=True, pooling="attention", summary_stats=True, patch_len=4),
+    "bi_last_patches": dict(bidirectional=True, pooling="last", patch_len=2),
 }
 
 
@@ -218,10 +220,17 @@ def test_summary_linear_adds_a_linear_read_of_the_statistics_to_the_head():
         build_net("bilstm_classifier", input_size=2, num_classes=3, summary_stats=False, summary_linear=True)
 
 
-def test_attention_weights_sum_to_one_over_valid_steps_only():
+@pytest.mark.parametrize("patch_len", [1, 2])
+def test_attention_weights_sum_to_one_over_valid_steps_only(patch_len):
     torch.manual_seed(0)
     net = build_net(
-        "bilstm_classifier", input_size=2, num_classes=2, hidden_size=4, num_layers=1, pooling="attention"
+        "bilstm_classifier",
+        input_size=2,
+        num_classes=2,
+        hidden_size=4,
+        num_layers=1,
+        pooling="attention",
+        patch_len=patch_len,
     ).eval()
     lengths = torch.tensor([7, 3, 1])
     net(torch.randn(3, 7, 2), lengths)
@@ -231,6 +240,25 @@ def test_attention_weights_sum_to_one_over_valid_steps_only():
     padding = torch.arange(7)[None, :] >= lengths[:, None]
     assert (weights[padding] == 0).all() and (weights[~padding] > 0).all()
     assert weights[2, 0] == 1.0
+    if patch_len == 2:  # the two steps of a patch share its weight
+        assert weights[0, 0] == weights[0, 1] and weights[1, 0] == weights[1, 1]
+
+
+def test_patches_are_runs_of_steps_entering_the_recurrence_as_one_step():
+    """``patch_len`` = 3 over C channels is the same net as ``patch_len`` = 1 over 3 C channels fed each run of
+    three steps side by side; a sequence's lengths count its patches, a partial last one included."""
+    torch.manual_seed(0)
+    options = dict(num_classes=3, hidden_size=4, pooling="mean", head_dropout=0.0, summary_stats=False)
+    patched = build_net("bilstm_classifier", input_size=2, patch_len=3, **options).eval()
+    stepwise = build_net("bilstm_classifier", input_size=6, patch_len=1, **options).eval()
+    stepwise.load_state_dict(patched.state_dict())
+    x, lengths = torch.randn(2, 9, 2), torch.tensor([9, 7])
+    side_by_side = x.reshape(2, 3, 6).clone()
+    side_by_side[1, 2, 2:] = 0.0  # the second sequence's last patch holds its step 6 and two padded steps
+    with torch.no_grad():
+        assert torch.allclose(patched(x, lengths), stepwise(side_by_side, torch.tensor([3, 3])), atol=1e-6)
+    with pytest.raises(ValueError, match="patch_len=0: must be >= 1"):
+        build_net("bilstm_classifier", input_size=2, num_classes=3, patch_len=0)
 
 
 def test_freeze_stops_the_named_parts_from_learning():

@@ -484,10 +484,12 @@ class ClassifierNetSchema:
     pack: Optional[bool] = MISSING
     summary_stats: bool = MISSING
     summary_linear: bool = MISSING
+    patch_len: int = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)
         yield from _at_least("num_classes", self.num_classes, 2, "or null: taken from the data")
+        yield from _positive("patch_len", self.patch_len)
         yield from _positive("hidden_size", self.hidden_size)
         yield from _at_least("num_layers", self.num_layers, 1)
         yield from _fraction("dropout", self.dropout)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmlab.choices import ACTIVATIONS, BASIC_INITS, FREEZE_PARTS, NORMS, POOLINGS
@@ -82,6 +83,9 @@ class LSTMClassifier(nn.Module):
     sees, so the net does not have to learn them through the recurrence. ``summary_linear`` also maps them straight
     to the logits, beside the head (a wide-and-deep head: the baseline's linear model inside the net, starting at
     zero): on a few dozen sequences the deep head can overfit what a linear read of the statistics already gets.
+    ``patch_len`` > 1 feeds the recurrence runs of that many steps side by side, one recurrent step each (as
+    PatchTST does for transformers): a long sequence takes fewer, richer recurrent steps; the statistics still
+    read every step.
     """
 
     # The values come from conf/model/bilstm_classifier.yaml (sizes left null there are the data's); tests build
@@ -107,8 +111,11 @@ class LSTMClassifier(nn.Module):
         pack: bool | None,
         summary_stats: bool,
         summary_linear: bool,
+        patch_len: int,
     ) -> None:
         super().__init__()
+        if patch_len < 1:
+            raise ValueError(f"patch_len={patch_len}: must be >= 1 (1: every step its own recurrent step)")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}: unknown; choose one of {list(POOLINGS)}")
         if summary_linear and not summary_stats:
@@ -122,11 +129,12 @@ class LSTMClassifier(nn.Module):
         self.bidirectional = bidirectional
         self.pooling = pooling
         self.pack = pack
+        self.patch_len = patch_len
         directions = 2 if bidirectional else 1
         features = hidden_size * directions
         self.lstm = nn.ModuleList()
         for layer in range(num_layers):
-            width = input_size if layer == 0 else features
+            width = input_size * patch_len if layer == 0 else features
             # one layer per module: the backward direction reads each sequence reversed within its own length
             self.lstm.append(
                 nn.ModuleList(
@@ -185,8 +193,22 @@ class LSTMClassifier(nn.Module):
             return pooled
         return torch.cat([pooled, self.summary(x, lengths)], dim=-1)
 
+    def patches(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The recurrence's input: runs of ``patch_len`` steps side by side [batch, ceil(T / patch_len),
+        patch_len * channels] (the steps after a sequence's end zeroed, so padding never enters a patch) and the
+        sequences' lengths in patches."""
+        if self.patch_len == 1:
+            return x, lengths
+        batch, steps, channels = x.shape
+        valid = torch.arange(steps, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        x = F.pad(x * valid.unsqueeze(-1), (0, 0, 0, (-steps) % self.patch_len))
+        patched = x.reshape(batch, x.shape[1] // self.patch_len, self.patch_len * channels)
+        return patched, torch.div(lengths + self.patch_len - 1, self.patch_len, rounding_mode="floor")
+
     def pool(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Pooled features [batch, hidden * directions]."""
+        steps, lengths_in_steps = x.shape[1], lengths
+        x, lengths = self.patches(x, lengths)
         out, mask = self.sequence_outputs(x, lengths)
         self.attention_weights = None
         if self.pooling == "last":  # forward direction after the last valid step, backward after step 0
@@ -196,7 +218,18 @@ class LSTMClassifier(nn.Module):
         if self.pooling == "mean":
             return out.sum(1) / lengths.to(out)[:, None]
         pooled, self.attention_weights = self.attention(out, mask)
+        if self.patch_len > 1:
+            self.attention_weights = self.step_weights(self.attention_weights, lengths_in_steps, steps)
         return pooled
+
+    def step_weights(self, patch_weights: Tensor, lengths: Tensor, steps: int) -> Tensor:
+        """Attention over patches [batch, patches] as weights per input step [batch, steps]: each patch's weight
+        shared evenly by its valid steps, so they still sum to one over the valid steps and padding gets none."""
+        t = torch.arange(steps, device=patch_weights.device)
+        patch = torch.div(t, self.patch_len, rounding_mode="floor")
+        lengths = lengths.to(patch_weights.device)[:, None]
+        valid_in_patch = (lengths - patch[None, :] * self.patch_len).clamp(1, self.patch_len)
+        return torch.where(t[None, :] < lengths, patch_weights[:, patch] / valid_in_patch, 0.0)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         features = self.encode(x, lengths)
