@@ -11,11 +11,14 @@ and the peers have nothing to choose.
 
 Side by side, per set and seed:
 
-* lstmlab's default: ``lstmlab-train experiment=steel_defect data.path=<file> seed=<s>`` in a subprocess
-  (``logger=csv``; the figures and performance callbacks off, they do not touch training), its
+* lstmlab's default: ``lstmlab-train experiment=steel_defect data.path=<file> seed=<s> data.seed=<s>`` in a
+  subprocess (``logger=csv``; the figures and performance callbacks off, they do not touch training), its
   ``test/accuracy`` from metrics.json; the summary-statistics baseline is the same run's
   ``test/baseline_accuracy``; the validation accuracy at the kept checkpoint is read from the run's
-  metrics.csv (the row where the checkpoint's monitor was best), so settings can be chosen on it;
+  metrics.csv (the row where the checkpoint's monitor was best), so settings can be chosen on it. With
+  ``data.seed`` each seed carves its own stratified validation split from train: the validation figures cover
+  more of the train set than one split of a few sequences would, and a seed ensemble's members learn from
+  different parts of it;
 * every ``--variants`` entry the same way, with ``model=<variant>`` added;
 * with 2 seeds or more, each of those as a seed ensemble, scored as a user would: ``lstmlab-eval
   ckpt_path=[<each seed's run>/checkpoints/best.ckpt] predictions=<csv>``, the mean of the members' class
@@ -292,6 +295,7 @@ def run_lstmlab(ctx: Context, h5: Path, run_dir: Path, seed: int, extra: list[st
         "experiment=steel_defect",
         f"data.path={h5}",
         f"seed={seed}",
+        f"data.seed={seed}",
         f"hydra.run.dir={run_dir}",
         f"trainer.accelerator={accelerator}",
         *RUN_OVERRIDES,
