@@ -207,19 +207,17 @@ class LSTMClassifier(nn.Module):
 
     def pool(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Pooled features [batch, hidden * directions]."""
-        steps, lengths_in_steps = x.shape[1], lengths
-        x, lengths = self.patches(x, lengths)
-        out, mask = self.sequence_outputs(x, lengths)
+        patched, patch_lengths = self.patches(x, lengths)
+        out, mask = self.sequence_outputs(patched, patch_lengths)
         self.attention_weights = None
         if self.pooling == "last":  # forward direction after the last valid step, backward after step 0
             # out.shape[0], not len(out): a traced graph (lstmlab-export) then keeps the batch size free
-            last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
+            last = out[torch.arange(out.shape[0], device=out.device), patch_lengths.to(out.device) - 1]
             return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
         if self.pooling == "mean":
-            return out.sum(1) / lengths.to(out)[:, None]
-        pooled, self.attention_weights = self.attention(out, mask)
-        if self.patch_len > 1:
-            self.attention_weights = self.step_weights(self.attention_weights, lengths_in_steps, steps)
+            return out.sum(1) / patch_lengths.to(out)[:, None]
+        pooled, weights = self.attention(out, mask)
+        self.attention_weights = weights if self.patch_len == 1 else self.step_weights(weights, lengths, x.shape[1])
         return pooled
 
     def step_weights(self, patch_weights: Tensor, lengths: Tensor, steps: int) -> Tensor:
