@@ -16,9 +16,9 @@ Side by side, per set and seed:
   ``test/accuracy`` from metrics.json; the summary-statistics baseline is the same run's
   ``test/baseline_accuracy``; the validation accuracy at the kept checkpoint is read from the run's
   metrics.csv (the row where the checkpoint's monitor was best), so settings can be chosen on it. With
-  ``data.seed`` each seed carves its own stratified validation split from train: the validation figures cover
-  more of the train set than one split of a few sequences would, and a seed ensemble's members learn from
-  different parts of it;
+  ``data.seed`` each seed carves its own stratified validation split from train (without ``--carve-val``, whose
+  split in the file every seed shares): the validation figures cover more of the train set than one split of a
+  few sequences would, and a seed ensemble's members learn from different parts of it;
 * every ``--variants`` entry the same way, with ``model=<variant>`` added;
 * with 2 seeds or more, each of those as a seed ensemble, scored as a user would: ``lstmlab-eval
   ckpt_path=[<each seed's run>/checkpoints/best.ckpt] predictions=<csv>``, the mean of the members' class
