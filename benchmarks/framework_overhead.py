@@ -21,6 +21,7 @@ from itertools import count
 
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 
 from benchmarks.harness import Context, Measurement, Row, interleaved, ratio, show, stats, timed, verdict
 from benchmarks.workloads import compose_train_config, data_overrides, detach
@@ -43,6 +44,7 @@ def run(ctx: Context) -> Measurement:
     cfg = compose_train_config(ctx, overrides)
     runs = count()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     try:
         samples = interleaved(
             {
@@ -53,6 +55,7 @@ def run(ctx: Context) -> Measurement:
         )
     finally:
         torch.use_deterministic_algorithms(deterministic)  # the Trainer's deterministic=true is process-wide
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # and so is the run's memory fill
     figures = {
         "lightning_epoch_s": stats([t / EPOCHS for t in samples["lightning"]], "s"),
         "hand_loop_epoch_s": stats([t / EPOCHS for t in samples["hand_loop"]], "s"),
@@ -118,10 +121,11 @@ def lightning_epoch(ctx: Context, overrides: list[str], index: int) -> float:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from lstmlab.runner import build_task, instantiate_all
+    from lstmlab.runner import apply_memory_fill, build_task, instantiate_all
 
     cfg = compose_train_config(ctx, overrides, run_dir=str(ctx.work_dir / f"fit-{index}"))
     with quiet():
+        apply_memory_fill(cfg)
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data, _convert_="all")
         task = build_task(cfg.model)

@@ -39,7 +39,14 @@ FAMILY_KEYS = (
 )
 # command-line keys that say where or how a run writes, or which search it belongs to, not what it learns
 PLUMBING_GROUPS = ("hydra", "optuna", "paths", "extras", "callbacks", "logger", "debug", "hparams_search")
-PLUMBING_KEYS = ("trainer.accelerator", "trainer.devices", "threads", "ckpt_path", "resume")
+PLUMBING_KEYS = (
+    "trainer.accelerator",
+    "trainer.devices",
+    "threads",
+    "fill_uninitialized_memory",
+    "ckpt_path",
+    "resume",
+)
 PLUMBING_LEAVES = ("_target_", "path", "data_dir")
 MAX_METRICS = 10
 # comparison forecasts and baselines logged beside the model's own metrics

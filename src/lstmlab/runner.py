@@ -42,6 +42,7 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     check_output_dir(output_dir, resuming=resume_from is not None)
     apply_extras(cfg)
     apply_threads(cfg)
+    apply_memory_fill(cfg)
     started = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -108,6 +109,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     runtime = check_runtime(cfg.get("runtime"))
     apply_extras(cfg)
     threads = apply_threads(cfg)
+    apply_memory_fill(cfg)
     ckpts = [check_checkpoint_file(path) for path in checkpoint_list(cfg.ckpt_path)]
     ckpt = ckpts[0]
     saved = saved_run_config(ckpt)
@@ -528,6 +530,16 @@ def apply_threads(cfg: DictConfig) -> int:
     torch.set_num_threads(int(threads))
     log.info("torch intra-op threads: %d", int(threads))
     return int(threads)
+
+
+def apply_memory_fill(cfg: DictConfig) -> None:
+    """``fill_uninitialized_memory``: under ``trainer.deterministic`` torch fills every new tensor (NaN for floats)
+    before an op writes it, so that even a read of unwritten memory repeats. No lstmlab op reads such memory, and on
+    the CPU the fill made the LSTM's forward and backward 15-20 % slower, so the configs turn it off; the same seed
+    still gives the same metrics (tests/test_cli.py::test_same_seed_same_metrics)."""
+    import torch.utils.deterministic
+
+    torch.utils.deterministic.fill_uninitialized_memory = bool(cfg.fill_uninitialized_memory)
 
 
 def apply_extras(cfg: DictConfig) -> None:
