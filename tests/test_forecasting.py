@@ -139,6 +139,16 @@ def series_datamodule(path: Path, **kwargs):
     return dm
 
 
+def test_without_input_len_the_context_is_a_multiple_of_the_longer_of_horizon_and_season(tmp_path):
+    table = long_table(tmp_path / "t.csv", {"a": 80, "b": 60})
+    for multiple in (2, 3):
+        dm = series_datamodule(table, input_len=None, context_multiple=multiple)
+        test = dm.splits["test"][list(range(len(dm.splits["test"])))]
+        # season 12 > horizon 6: each test window reads the 12 * multiple steps before its last 6
+        assert test["x"].shape == (2, 12 * multiple, 1)
+        torch.testing.assert_close(test["x"][1, :, 0], dm._values[80 + 60 - 6 - 12 * multiple : 80 + 54, 0])
+
+
 def test_every_series_holds_out_its_own_tail(tmp_path):
     dm = series_datamodule(long_table(tmp_path / "t.csv", {"a": 80, "b": 50}))
     assert dm.series_ids == ["a", "b"] and dm.bounds == [[0, 68, 74, 80], [0, 38, 44, 50]]

@@ -444,6 +444,7 @@ class SeriesDataSchema(DataSchema):
     missing: str = MISSING
     short_series: str = MISSING
     input_len: Optional[int] = MISSING
+    context_multiple: int = MISSING
     horizon: int = MISSING
     stride: int = MISSING
     season_length: int = MISSING
@@ -454,7 +455,7 @@ class SeriesDataSchema(DataSchema):
 
     def problems(self) -> Iterator[Problem]:
         yield from super().problems()
-        for name in ("input_len", "horizon", "stride", "season_length", "val_steps", "test_steps"):
+        for name in ("input_len", "context_multiple", "horizon", "stride", "season_length", "val_steps", "test_steps"):
             yield from _positive(name, getattr(self, name))
         yield from _one_of("missing", self.missing, MISSING_POLICIES)
         yield from _one_of("short_series", self.short_series, SHORT_SERIES_POLICIES)

@@ -94,6 +94,7 @@ class SeriesDataModule(LstmlabDataModule):
         missing: str,
         short_series: str,
         input_len: int | None,
+        context_multiple: int,
         horizon: int,
         stride: int,
         season_length: int,
@@ -119,9 +120,11 @@ class SeriesDataModule(LstmlabDataModule):
 
     @property
     def input_len(self) -> int:
-        """``data.input_len``, or with null twice the longer of the horizon and the season."""
+        """``data.input_len``, or with null ``data.context_multiple`` times the longer of the horizon and the season."""
         hp = self.hparams
-        return int(hp.input_len) if hp.input_len is not None else 2 * max(hp.horizon, hp.season_length)
+        if hp.input_len is not None:
+            return int(hp.input_len)
+        return int(hp.context_multiple) * max(hp.horizon, hp.season_length)
 
     def set_backtest(self, origins: int, step: int) -> None:
         """Make the test split ``origins`` forecast origins per series, ``step`` steps apart (a rolling origin)."""
