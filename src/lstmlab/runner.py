@@ -40,9 +40,7 @@ def run_training(cfg: DictConfig) -> float | None:
 def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     resume_from = checkpoint_to_resume(cfg, output_dir)
     check_output_dir(output_dir, resuming=resume_from is not None)
-    apply_extras(cfg)
-    apply_threads(cfg)
-    apply_memory_fill(cfg)
+    apply_process_settings(cfg)
     started = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -107,9 +105,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     from lstmlab.onnx_runtime import check_runtime
 
     runtime = check_runtime(cfg.get("runtime"))
-    apply_extras(cfg)
-    threads = apply_threads(cfg)
-    apply_memory_fill(cfg)
+    threads = apply_process_settings(cfg)
     ckpts = [check_checkpoint_file(path) for path in checkpoint_list(cfg.ckpt_path)]
     ckpt = ckpts[0]
     saved = saved_run_config(ckpt)
@@ -512,6 +508,15 @@ def parallel_jobs() -> int:
         return 1
     n_jobs = int(launcher.get("n_jobs") or 1)
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
+def apply_process_settings(cfg: DictConfig) -> int:
+    """What a train or eval run sets for its whole process before building anything: warnings and the printed
+    config (``extras``), torch's threads, the deterministic memory fill. Returns the thread count."""
+    apply_extras(cfg)
+    threads = apply_threads(cfg)
+    apply_memory_fill(cfg)
+    return threads
 
 
 def apply_threads(cfg: DictConfig) -> int:
