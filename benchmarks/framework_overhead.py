@@ -9,6 +9,12 @@ bar: that difference is the overhead measured. Three epochs rather than one, bec
 fit's fixed start and end (the sanity check, the last figure, the checkpoints) are paid once per run, and a
 figure drawn in the background overlaps the next epoch's training. The figure is the hand loop's time over the
 Trainer's (1.0 = no overhead); both are also given per epoch.
+
+A second row says where a training step's time goes, from one more fit and hand loop after the timed repeats
+(so the clocks cost the ratio nothing): the mean host time per step between steps (fetching the batch and moving
+it to the device; for the Trainer also its loop bookkeeping and batch hooks), in the forward pass (with the
+zeroing of the gradients), in the backward pass and in the optimizer (clipping and the step). On a GPU these are
+host times: the kernels run behind them, so they show the Python work each side queues per step.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 import warnings
 from itertools import count
 
@@ -53,6 +60,9 @@ def run(ctx: Context) -> Measurement:
             },
             ctx.reps(5, 2),
         )
+        trainer_phases, hand_phases = StepPhases(), StepPhases()
+        lightning_epoch(ctx, overrides, next(runs), trainer_phases.clock())
+        hand_epochs(ctx, cfg, EPOCHS, hand_phases)
     finally:
         torch.use_deterministic_algorithms(deterministic)  # the Trainer's deterministic=true is process-wide
         torch.utils.deterministic.fill_uninitialized_memory = fill  # and so is the run's memory fill
@@ -60,6 +70,8 @@ def run(ctx: Context) -> Measurement:
         "lightning_epoch_s": stats([t / EPOCHS for t in samples["lightning"]], "s"),
         "hand_loop_epoch_s": stats([t / EPOCHS for t in samples["hand_loop"]], "s"),
         "ratio_lightning_vs_hand_loop": stats(ratio(samples["hand_loop"], samples["lightning"]), "x"),
+        **{f"trainer_{name}_ms": stats([ms], "ms") for name, ms in trainer_phases.per_step_ms().items()},
+        **{f"hand_loop_{name}_ms": stats([ms], "ms") for name, ms in hand_phases.per_step_ms().items()},
     }
     met = figures["ratio_lightning_vs_hand_loop"]["median"] >= GOAL_RATIO
     batches = len(_datamodule(cfg).train_dataloader())
@@ -71,7 +83,16 @@ def run(ctx: Context) -> Measurement:
             f"speed **{show(figures['ratio_lightning_vs_hand_loop'])}**",
             GOAL,
             verdict(met),
-        )
+        ),
+        Row(
+            "2. where a training step's host time goes, ms a step (one more fit and hand loop, after the timed ones)",
+            "; ".join(
+                f"{name.replace('_', ' ')}: Trainer {trainer:.2f}, hand loop {hand:.2f}"
+                for (name, trainer), hand in zip(
+                    trainer_phases.per_step_ms().items(), hand_phases.per_step_ms().values()
+                )
+            ),
+        ),
     ]
     return Measurement(
         key=KEY,
@@ -115,9 +136,62 @@ def quiet():
             lg.setLevel(level)
 
 
-def lightning_epoch(ctx: Context, overrides: list[str], index: int) -> float:
+class StepPhases:
+    """Host time per training step in four phases, summed over the steps: between steps, forward (with the
+    zeroing of the gradients), backward, optimizer (clipping and the step)."""
+
+    PHASES = ("between_steps", "forward", "backward", "optimizer")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.steps = 0
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] += seconds
+
+    def per_step_ms(self) -> dict[str, float]:
+        return {name: 1000 * total / max(1, self.steps) for name, total in self.seconds.items()}
+
+    def clock(self):
+        """A callback that clocks the Trainer's steps into these phases (validation left out)."""
+        import pytorch_lightning as pl
+
+        phases = self
+
+        class Clock(pl.Callback):
+            last_end: float | None = None  # when the previous step ended; None at an epoch's first step
+            then = 0.0  # when the running phase began
+
+            def lap(self, phase: str) -> None:
+                now = time.perf_counter()
+                phases.add(phase, now - self.then)
+                self.then = now
+
+            def on_train_batch_start(self, *args) -> None:
+                self.then = time.perf_counter()
+                if self.last_end is not None:
+                    phases.add("between_steps", self.then - self.last_end)
+                phases.steps += 1
+
+            def on_before_backward(self, *args) -> None:
+                self.lap("forward")
+
+            def on_after_backward(self, *args) -> None:
+                self.lap("backward")
+
+            def on_train_batch_end(self, *args) -> None:
+                self.lap("optimizer")
+                self.last_end = self.then
+
+            def on_train_epoch_end(self, *args) -> None:
+                self.last_end = None  # the validation between epochs is not a gap between steps
+
+        return Clock()
+
+
+def lightning_epoch(ctx: Context, overrides: list[str], index: int, *extra_callbacks) -> float:
     """``trainer.fit`` (``trainer.max_epochs`` of ``overrides``), everything built as ``lstmlab.runner.run_training``
-    builds it."""
+    builds it (``extra_callbacks`` appended)."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
@@ -129,15 +203,15 @@ def lightning_epoch(ctx: Context, overrides: list[str], index: int) -> float:
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data, _convert_="all")
         task = build_task(cfg.model)
-        callbacks = instantiate_all(cfg.get("callbacks"))
+        callbacks = instantiate_all(cfg.get("callbacks")) + list(extra_callbacks)
         loggers = instantiate_all(cfg.get("logger"))
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         return timed(lambda: trainer.fit(task, datamodule=datamodule), ctx)
 
 
-def hand_epochs(ctx: Context, cfg, epochs: int = 1) -> float:
+def hand_epochs(ctx: Context, cfg, epochs: int = 1, phases: StepPhases | None = None) -> float:
     """The same data, net, optimizer, clipping and scheduler in a plain loop: ``epochs`` times a train epoch, then
-    validation."""
+    validation; with ``phases``, each step's phases clocked into it."""
     from hydra.utils import instantiate
 
     torch.manual_seed(cfg.seed)
@@ -147,6 +221,7 @@ def hand_epochs(ctx: Context, cfg, epochs: int = 1) -> float:
     scheduler = instantiate(cfg.model.scheduler)(optimizer=optimizer) if cfg.model.get("scheduler") else None
     clip = cfg.trainer.get("gradient_clip_val")
     device = ctx.device
+    clock = time.perf_counter if phases is not None else None
 
     def fit() -> None:
         datamodule.prepare_data()
@@ -157,16 +232,28 @@ def hand_epochs(ctx: Context, cfg, epochs: int = 1) -> float:
     def epoch() -> None:
         net.train()
         state = None
-        for batch in datamodule.train_dataloader():
+        batches = iter(datamodule.train_dataloader())
+        while True:
+            t0 = clock() if clock else 0.0
+            batch = next(batches, None)
+            if batch is None:
+                break
             x, y = batch["x"].to(device), batch["y"].to(device)
+            t1 = clock() if clock else 0.0
+            optimizer.zero_grad(set_to_none=True)
             pred, new_state = net(x, None if batch["first"] else state)
             loss = F.mse_loss(pred.squeeze(-1), y)
-            optimizer.zero_grad(set_to_none=True)
+            t2 = clock() if clock else 0.0
             loss.backward()
+            t3 = clock() if clock else 0.0
             if clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
             optimizer.step()
             state = detach(new_state)
+            if clock:
+                for phase, seconds in zip(StepPhases.PHASES, (t1 - t0, t2 - t1, t3 - t2, clock() - t3)):
+                    phases.add(phase, seconds)
+                phases.steps += 1
         net.eval()
         total, n = torch.zeros((), device=device), 0
         with torch.no_grad():

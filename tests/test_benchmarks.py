@@ -37,7 +37,16 @@ MEASURED = {
         "plain_loop_steps_per_s",
         "ratio_l1_vs_l50",
     },
-    "framework_overhead": {"lightning_epoch_s", "hand_loop_epoch_s", "ratio_lightning_vs_hand_loop"},
+    "framework_overhead": {
+        "lightning_epoch_s",
+        "hand_loop_epoch_s",
+        "ratio_lightning_vs_hand_loop",
+        *(
+            f"{side}_{phase}_ms"
+            for side in ("trainer", "hand_loop")
+            for phase in ("between_steps", "forward", "backward", "optimizer")
+        ),
+    },
     "streaming_inference": {
         "latency_p50_ms",
         "latency_p99_ms",
