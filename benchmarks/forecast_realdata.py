@@ -148,9 +148,10 @@ class Source:
 # Horizons and seasons as the M competitions set them (monthly h=12 m=12, quarterly h=8 m=4, yearly h=6 m=1,
 # weekly h=13), with two exceptions: weekly co2 has a yearly cycle, so m=52; the sunspot number's ~11-year cycle
 # is the one regular pattern it has, so m=11 (lynx's 9-10-year cycle is not regular enough for a fixed lag).
-# Each series is at least 2 * max(h, m) (lstmlab's context with input_len=null) + h (one training window) + 2 h
-# (the hold-outs) long. Not chosen: ShampooSales (36 months, too short), Longley and statsmodels' copper (16 and
-# 25 years, too short), sktime's PBS_dataset (counts of 0-3 scripts), solar (6 days of half-hours).
+# Each series is at least 2 * max(h, m) (lstmlab's context with input_len=null and data.context_multiple up to 2)
+# + h (one training window) + 2 h (the hold-outs) long. Not chosen: ShampooSales (36 months, too short), Longley
+# and statsmodels' copper (16 and 25 years, too short), sktime's PBS_dataset (counts of 0-3 scripts), solar (6 days
+# of half-hours).
 SERIES: dict[str, Source] = {
     # monthly
     "airline": Source(
@@ -202,7 +203,8 @@ def frequency(source: Source) -> str:
 
 
 def needed_steps(source: Source) -> int:
-    """The shortest series lstmlab's default context can train, validate and test on: 2 max(h, m) + 3 h."""
+    """The shortest series the suite takes: a context of 2 max(h, m) (``data.context_multiple`` 1 or 2), one
+    training window and the two hold-outs, 3 h."""
     return 2 * max(source.horizon, source.season) + 3 * source.horizon
 
 
