@@ -197,6 +197,28 @@ def test_eval_of_several_checkpoints_scores_their_mean_probabilities(classifier_
     assert json.loads((tmp_path / "ens" / "metrics.json").read_text())["checkpoint"] == [str(c) for c in ckpts]
 
 
+def test_a_multirun_of_seeds_scores_its_runs_as_one_seed_ensemble(tmp_path):
+    """``-m seed=1,2 ensemble_splits=[val,test]``: after the runs, their best checkpoints scored as one ensemble."""
+    sweep = tmp_path / "sweep"
+    overrides = ("trainer.max_epochs=2", "seed=1,2", "ensemble_splits=[val,test]", f"hydra.sweep.dir={sweep}")
+    proc = run_cli("lstmlab.train", "-m", *TINY_CLASSIFIER, *overrides, cwd=tmp_path)
+    members = [str(sweep / job / "checkpoints" / "best.ckpt") for job in ("0", "1")]
+    for split in ("val", "test"):
+        scored = json.loads((sweep / "ensemble" / split / "metrics.json").read_text())
+        assert scored["checkpoint"] == members
+        assert 0.0 <= scored[split][f"{split}/auroc"] <= 1.0
+        assert f"seed ensemble of 2 runs, {split}: accuracy " in proc.stdout
+
+
+def test_a_wrong_ensemble_split_stops_the_multirun_before_its_first_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = ("seed=1,2", "ensemble_splits=[train]", f"hydra.sweep.dir={sweep}")
+    proc = run_cli("lstmlab.train", "-m", *TINY_CLASSIFIER, *overrides, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "error: ensemble_splits=['train']: 'train' is not a split" in proc.stderr
+    assert not (sweep / "0").exists()
+
+
 BAD = [
     ("labels_out_of_range", "lstmlab.train", dict(labels=lambda a: with_value(a, 4, 7)), "(first: labels[4] = 7)"),
     ("channel_mismatch_vs_checkpoint", "lstmlab.evaluate", dict(), "has 3 channels but the model takes 5"),
