@@ -50,9 +50,9 @@ COST_SUFFIXES = ("_ms", "_mb", "_per_s", "num_parameters")
 
 
 def summary(metrics: dict[str, float], split: str) -> str:
-    """The ensemble's scores on ``split`` in one line: its metrics less the baselines, timings and sizes."""
+    """The ensemble's scores on ``split`` in one line, the run's baselines among them, less timings and sizes."""
     prefix = f"{split}/"
-    names = [k for k in metrics if k.startswith(prefix) and "baseline" not in k and not k.endswith(COST_SUFFIXES)]
+    names = [k for k in metrics if k.startswith(prefix) and not k.endswith(COST_SUFFIXES)]
     return ", ".join(f"{name[len(prefix) :]} {metrics[name]:.4g}" for name in sorted(names))
 
 
