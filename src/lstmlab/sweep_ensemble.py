@@ -42,7 +42,7 @@ def finished_runs(sweep_dir: Path) -> list[Path]:
     """The sweep's run directories that finished (metrics.json) with a best checkpoint, in job order."""
     runs = [ckpt.parent.parent for ckpt in sweep_dir.glob("*/checkpoints/best.ckpt")]
     runs = [run for run in runs if (run / "metrics.json").is_file()]
-    return sorted(runs, key=lambda run: (not run.name.isdigit(), int(run.name) if run.name.isdigit() else 0, run.name))
+    return sorted(runs, key=lambda run: (int(run.name), "") if run.name.isdigit() else (float("inf"), run.name))
 
 
 # the performance table's timings and sizes (test/latency_p50_ms, ...): metrics.json has them, the summary line not
@@ -57,6 +57,10 @@ def summary(metrics: dict[str, float], split: str) -> str:
 
 
 class SweepEnsemble(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if requested_splits(config):
+            print("ensemble_splits applies to a multirun of seeds (lstmlab-train -m ... seed=1,2,3); one run has none")
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         requested_splits(config)  # a wrong value fails before any run starts
 
@@ -76,7 +80,7 @@ class SweepEnsemble(Callback):
         for split in splits:
             out = sweep_dir / "ensemble" / split
             command = [sys.executable, "-m", "lstmlab.evaluate", f"ckpt_path=[{ckpts}]", f"split={split}"]
-            done = subprocess.run([*command, f"hydra.run.dir={out}", "extras.print_config=false"], check=False)
+            done = subprocess.run([*command, f"hydra.run.dir='{out}'", "extras.print_config=false"], check=False)
             if done.returncode != 0:
                 print(
                     f"error: ensemble_splits: scoring the seed ensemble of {len(runs)} runs on {split} exited "
