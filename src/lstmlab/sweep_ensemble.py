@@ -45,7 +45,8 @@ def finished_runs(sweep_dir: Path) -> list[Path]:
     return sorted(runs, key=lambda run: (int(run.name), "") if run.name.isdigit() else (float("inf"), run.name))
 
 
-# the performance table's timings and sizes (test/latency_p50_ms, ...): metrics.json has them, the summary line not
+# the performance table's timings and sizes (test/latency_p50_ms, ...): metrics.json has them, the summary line not;
+# matched by suffix because lstmlab.callbacks.performance, which names them, imports torch
 COST_SUFFIXES = ("_ms", "_mb", "_per_s", "num_parameters")
 
 
