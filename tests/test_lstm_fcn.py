@@ -11,11 +11,13 @@ import torch
 from helpers import build_net, compose_train, read_metrics, run_cli
 from lstmlab import choices
 from lstmlab.errors import ConfigError
+from lstmlab.nets.lstm_fcn import pool_factor
 from lstmlab.schemas import validate_config
+from lstmlab.tasks.classification import SequenceClassificationTask
 
 LSTM_FCN, MLSTM_FCN = "bilstm_classifier/lstm_fcn", "bilstm_classifier/mlstm_fcn"
 # small widths, the shipped structure (three blocks, SE reduction 16 where widths allow it)
-SMALL = {"input_size": 3, "hidden_size": 8, "filters": [16, 32, 16], "shuffle_length": 24}
+SMALL = {"input_size": 3, "hidden_size": 8, "filters": [16, 32, 16], "shuffle_length": 24, "time_pool": 1}
 
 
 def small_net(model: str = MLSTM_FCN, seed: int = 0, **overrides):
@@ -35,10 +37,14 @@ def test_logits_have_one_column_per_class_or_one_for_binary(num_classes, shape, 
 @pytest.mark.parametrize("lstm_input", choices.LSTM_INPUTS)
 @pytest.mark.parametrize("model", [LSTM_FCN, MLSTM_FCN])
 @pytest.mark.parametrize(("pack", "summary_stats"), [(False, False), (True, False), (False, True)])
-def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats):
+@pytest.mark.parametrize("time_pool", [1, 3])
+def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats, time_pool):
     """A sequence alone, and in a batch where it is padded with garbage beside longer ones: the same logits. The
-    garbage stands for the task's z-score, which turns zero padding into -mean/std."""
-    net = small_net(model, lstm_input=lstm_input, pack=pack, num_classes=3, summary_stats=summary_stats).eval()
+    garbage stands for the task's z-score, which turns zero padding into -mean/std. With time_pool 3 the
+    sequence's 11 steps end inside a window that reaches into the garbage."""
+    net = small_net(
+        model, lstm_input=lstm_input, pack=pack, num_classes=3, summary_stats=summary_stats, time_pool=time_pool
+    ).eval()
     assert net.head.in_features == 16 + 8 + (5 * 3 + 1 if summary_stats else 0)
     torch.manual_seed(1)
     alone = torch.randn(1, 11, 3)
@@ -48,6 +54,25 @@ def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats):
         expected = net(alone, torch.tensor([11]))
         got = net(batch, torch.tensor([11, 30, 17]))
     torch.testing.assert_close(got[:1], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_time_pool_reads_the_sequence_averaged_over_each_window_of_its_own_steps():
+    """time_pool=3 on 11 steps gives the logits of time_pool=1 on 4 steps: the means of steps 0-2, 3-5, 6-8 and
+    of 9-10 (the last window over the sequence's own steps, not its padding)."""
+    pooled = small_net(time_pool=3, num_classes=3).eval()
+    plain = small_net(time_pool=1, num_classes=3).eval()  # the same seed: the same weights
+    torch.manual_seed(3)
+    x = torch.randn(2, 14, 3)
+    x[0, 11:] = 50.0  # sequence 0 is 11 steps long; its padding is garbage
+    averaged = torch.stack([x[0, i : min(i + 3, 11)].mean(0) for i in range(0, 11, 3)])[None]
+    with torch.no_grad():
+        got = pooled(x, torch.tensor([11, 14]))[:1]
+        torch.testing.assert_close(got, plain(averaged, torch.tensor([4])), atol=1e-5, rtol=1e-5)
+
+
+def test_time_pool_factor_is_the_smallest_that_fits_the_target():
+    assert [pool_factor(n, 512) for n in (500, 512, 513, 1460)] == [1, 1, 2, 3]
+    assert pool_factor(100_000, None) == 1
 
 
 def test_training_batch_norm_statistics_come_from_the_valid_steps_only():
@@ -91,7 +116,9 @@ def test_squeeze_excite_changes_the_output():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"lstm_input": "both"}, {"cell": "rnn"}, {"filters": [8, 8], "kernel_sizes": [3]}], ids=str
+    "bad",
+    [{"lstm_input": "both"}, {"cell": "rnn"}, {"filters": [8, 8], "kernel_sizes": [3]}, {"time_pool": 0}],
+    ids=str,
 )
 def test_a_bad_option_names_itself(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
@@ -103,6 +130,7 @@ def test_a_bad_option_names_itself(bad):
     [
         ("model.net.lstm_input=both", "model.net.lstm_input must be one of ['time', 'channels']"),
         ("model.net.kernel_sizes=[8,5]", "model.net.kernel_sizes needs one kernel size per conv block"),
+        ("model.net.time_pool_target=0", "model.net.time_pool_target must be > 0, got 0"),
     ],
 )
 def test_the_config_check_names_a_bad_value(override, message, tmp_path):
@@ -119,8 +147,9 @@ def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path):
         f"model={MLSTM_FCN}",
         "debug=fast",
         "data.generator.n_sequences=90",
-        "data.generator.min_length=20",
+        "data.generator.min_length=31",
         "data.generator.max_length=60",
+        "model.net.time_pool_target=30",  # every sequence 31-60 steps: pooled by 2
         "data.batch_size=16",
         "model.net.hidden_size=8",
         "model.net.filters=[16,32,16]",
@@ -134,7 +163,11 @@ def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path):
     test = read_metrics(run)["test"]
     assert 0.0 <= test["test/auroc"] <= 1.0 and "test/aupr" in test and test["test/num_parameters"] > 0
     # the statistics were fitted on the train split at set-up (unfitted: mean 0, spread 1) and saved with the net
-    state = torch.load(next((run / "checkpoints").glob("*.ckpt")), map_location="cpu", weights_only=False)
+    checkpoint = next((run / "checkpoints").glob("*.ckpt"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["state_dict"]["net.summary.mean"].abs().sum() > 0
     std = state["state_dict"]["net.summary.std"]
     assert not torch.equal(std, torch.ones_like(std))
+    # the factor taken from the train split is saved: the checkpoint rebuilds the net that reads every 2 steps
+    assert state["hyper_parameters"]["net"]["time_pool"] == 2
+    assert SequenceClassificationTask.load_from_checkpoint(checkpoint).net.time_pool == 2

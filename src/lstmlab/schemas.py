@@ -536,6 +536,8 @@ class LSTMFCNNetSchema:
     se_reduction: int = MISSING
     pack: Optional[bool] = MISSING
     summary_stats: bool = MISSING
+    time_pool: Optional[int] = MISSING
+    time_pool_target: Optional[int] = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)
@@ -552,6 +554,8 @@ class LSTMFCNNetSchema:
             problem = f"needs one kernel size per conv block of filters={list(filters)}, got {list(kernels)}"
             yield "kernel_sizes", problem
         yield from _at_least("se_reduction", self.se_reduction, 1)
+        yield from _positive("time_pool", self.time_pool)
+        yield from _positive("time_pool_target", self.time_pool_target)
 
 
 @dataclass

@@ -8,6 +8,11 @@ reads: ``time``, the T steps of C channels (its output after each sequence's las
 the papers' "dimension shuffle": C steps of ``shuffle_length`` values each, every sequence zero beyond its length
 and zero-padded or cropped to ``shuffle_length`` steps (steps past it are not read by this branch).
 
+Long sequences: with ``time_pool`` k > 1 both branches read the input averaged over k steps at a time (windows
+from step 0, a sequence's last window over its own steps only), so a 1,460-step sequence costs its 1,460 / k steps.
+The task chooses k from the data when the config leaves it null: the smallest that brings the train split's
+longest sequence within ``time_pool_target`` steps (``pool_factor``); the checkpoint keeps it.
+
 Padding: batches are zero-padded to their longest sequence, and the task's z-score turns those zeros into
 ``-mean/std``, so the net sets every step at or past ``lengths`` back to 0 first. The FCN branch keeps it so
 after every block (the next convolution then sees exactly the zeros of 'same' padding of the sequence alone),
@@ -18,6 +23,7 @@ batch's statistics, as any batch norm does).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +45,20 @@ def valid_mask(lengths: Tensor, steps: int) -> Tensor:
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean over time of ``x`` [batch, channels, T] at the valid steps of ``mask`` [batch, 1, T]: [batch, channels]."""
     return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+def pool_factor(longest: int, target: int | None) -> int:
+    """The smallest k that brings ``longest`` steps within ``target`` (1 for null: never pool)."""
+    return 1 if target is None else max(1, math.ceil(longest / target))
+
+
+def pool_in_time(x: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``x`` [batch, T, C] averaged over windows of ``k`` steps, the valid ones only: [batch, ceil(T / k), C] and
+    each sequence's pooled length (a window of padding alone is 0 and past that length)."""
+    mask = valid_mask(lengths, x.shape[1])  # [batch, 1, T]
+    sums = F.avg_pool1d(x.transpose(1, 2) * mask, k, k, ceil_mode=True)
+    counts = F.avg_pool1d(mask, k, k, ceil_mode=True)
+    return (sums / counts.clamp(min=1e-12)).transpose(1, 2), torch.div(lengths + k - 1, k, rounding_mode="floor")
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -94,7 +114,9 @@ class LSTMFCN(nn.Module):
     steps and read the output at each sequence's last valid step (same values; the default, faster on CPU and on
     cuDNN, whose persistent kernel takes padded batches only: ``LSTMClassifier``); null: pack on CUDA only.
     ``summary_stats``: the output layer also reads each sequence's standardised summary statistics, as
-    ``LSTMClassifier``'s head can (``lstmlab.nets.summary``).
+    ``LSTMClassifier``'s head can (``lstmlab.nets.summary``), computed on the steps as given, before pooling.
+    ``time_pool``: the k of the module docstring; ``time_pool_target`` is the rule the task chose it by (kept
+    here so that the checkpoint's net config says it).
     """
 
     def __init__(
@@ -112,6 +134,9 @@ class LSTMFCN(nn.Module):
         se_reduction: int,
         pack: bool | None,
         summary_stats: bool,
+        # the defaults are what a checkpoint saved before these two options was trained with
+        time_pool: int | None = 1,
+        time_pool_target: int | None = None,
     ) -> None:
         super().__init__()
         if lstm_input not in LSTM_INPUTS:
@@ -122,11 +147,16 @@ class LSTMFCN(nn.Module):
             raise ValueError(
                 f"filters={list(filters)} and kernel_sizes={list(kernel_sizes)}: one kernel size per block"
             )
+        if time_pool is None or time_pool < 1:
+            raise ValueError(
+                f"time_pool={time_pool!r}: give a factor >= 1 (null is for the task to fill from the data)"
+            )
         self.input_size = input_size
         self.num_classes = num_classes
         self.lstm_input = lstm_input
         self.shuffle_length = shuffle_length
         self.pack = pack
+        self.time_pool = time_pool
         widths = [input_size, *filters]
         self.conv_blocks = nn.ModuleList(
             ConvBlock(widths[i], widths[i + 1], kernel_sizes[i]) for i in range(len(filters))
@@ -169,6 +199,8 @@ class LSTMFCN(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         lengths = lengths.to(x.device)
         statistics = [self.summary(x, lengths)] if self.summary is not None else []
+        if self.time_pool > 1:
+            x, lengths = pool_in_time(x, lengths, self.time_pool)
         mask = valid_mask(lengths, x.shape[1])
         x = x.transpose(1, 2) * mask  # [batch, C, T]; the padding back to 0 (the z-score moved it)
         branches = [self.fcn_features(x, mask), self.lstm_dropout(self.lstm_features(x, lengths))]

@@ -2,8 +2,9 @@
 
 The task owns what a checkpoint needs to score new data the way it was trained: the per-channel z-score of the
 train split, the class weights and the decision threshold chosen on validation (binary), all as buffers.
-``net.input_size`` / ``net.num_classes`` left null are taken from the data at set-up and written back into the
-saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path)`` rebuilds the same net.
+``net.input_size`` / ``net.num_classes`` (and an LSTM-FCN's ``net.time_pool``) left null are taken from the data at
+set-up and written back into the saved hyperparameters, so ``SequenceClassificationTask.load_from_checkpoint(path)``
+rebuilds the same net.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from torchmetrics import CatMetric
 from lstmlab.choices import CLASS_WEIGHTINGS
 from lstmlab.errors import ConfigError
 from lstmlab.metrics import best_f1_threshold, class_report, classification_metrics
+from lstmlab.nets.lstm_fcn import pool_factor
 from lstmlab.tasks.base import LstmlabTask
+
+# the net's keys that null leaves to the data (time_pool: LSTM-FCN's only)
+DATA_SIZED = ("input_size", "num_classes", "time_pool")
 
 
 class SequenceClassificationTask(LstmlabTask):
@@ -47,7 +52,7 @@ class SequenceClassificationTask(LstmlabTask):
             raise ConfigError(f"model.class_weighting={class_weighting!r} must be one of {list(CLASS_WEIGHTINGS)}")
         self.save_hyperparameters(logger=False)
         self.net: nn.Module | None = None
-        if net.get("input_size") is not None and net.get("num_classes") is not None:
+        if all(net.get(key) is not None for key in DATA_SIZED if key in net):
             self._build(dict(net))
         self.outputs = nn.ModuleDict(
             {stage: nn.ModuleDict({"logits": CatMetric(), "y": CatMetric()}) for stage in ("val", "test")}
@@ -80,9 +85,11 @@ class SequenceClassificationTask(LstmlabTask):
         datamodule = self.trainer.datamodule
         datamodule.setup(stage)
         if self.net is None:
-            self._build(
-                self.net_config_from_data(input_size=datamodule.num_channels, num_classes=datamodule.num_classes)
-            )
+            sizes = {"input_size": datamodule.num_channels, "num_classes": datamodule.num_classes}
+            if "time_pool" in self.hparams.net:
+                longest = int(datamodule.splits["train"].lengths.max())
+                sizes["time_pool"] = pool_factor(longest, self.hparams.net.get("time_pool_target"))
+            self._build(self.net_config_from_data(**sizes))
         self._check_data(datamodule)
         if stage == "fit" or not bool(self.normaliser_fitted):
             self.input_mean.copy_(torch.as_tensor(datamodule.channel_mean))
