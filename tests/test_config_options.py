@@ -35,7 +35,7 @@ def options(group: str) -> list[str]:
 
 MODELS, DATA, EXPERIMENTS = options("model"), options("data"), options("experiment")
 # sizes the YAML leaves null (taken from the data at set-up): any valid value builds the net
-DATA_SIZES = {"input_size": 3, "output_size": 1, "num_classes": 2, "num_quantiles": 1}
+DATA_SIZES = {"input_size": 3, "output_size": 1, "num_classes": 2, "num_quantiles": 1, "time_pool": 1}
 
 
 def test_every_group_is_found():

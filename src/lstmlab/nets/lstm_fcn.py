@@ -134,9 +134,8 @@ class LSTMFCN(nn.Module):
         se_reduction: int,
         pack: bool | None,
         summary_stats: bool,
-        # the defaults are what a checkpoint saved before these two options was trained with
-        time_pool: int | None = 1,
-        time_pool_target: int | None = None,
+        time_pool: int | None,
+        time_pool_target: int | None,
     ) -> None:
         super().__init__()
         if lstm_input not in LSTM_INPUTS:
