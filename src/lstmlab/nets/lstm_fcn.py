@@ -134,7 +134,7 @@ class LSTMFCN(nn.Module):
         se_reduction: int,
         pack: bool | None,
         summary_stats: bool,
-        time_pool: int | None,
+        time_pool: int,
         time_pool_target: int | None,
     ) -> None:
         super().__init__()
@@ -146,7 +146,7 @@ class LSTMFCN(nn.Module):
             raise ValueError(
                 f"filters={list(filters)} and kernel_sizes={list(kernel_sizes)}: one kernel size per block"
             )
-        if time_pool is None or time_pool < 1:
+        if time_pool is None or time_pool < 1:  # None: the YAML's null reached the net without the task
             raise ValueError(
                 f"time_pool={time_pool!r}: give a factor >= 1 (null is for the task to fill from the data)"
             )
