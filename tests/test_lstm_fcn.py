@@ -17,7 +17,14 @@ from lstmlab.tasks.classification import SequenceClassificationTask
 
 LSTM_FCN, MLSTM_FCN = "bilstm_classifier/lstm_fcn", "bilstm_classifier/mlstm_fcn"
 # small widths, the shipped structure (three blocks, SE reduction 16 where widths allow it)
-SMALL = {"input_size": 3, "hidden_size": 8, "filters": [16, 32, 16], "shuffle_length": 24, "time_pool": 1}
+SMALL = {
+    "input_size": 3,
+    "hidden_size": 8,
+    "filters": [16, 32, 16],
+    "shuffle_length": 24,
+    "time_pool": 1,
+    "time_pool_phases": True,
+}
 
 
 def small_net(model: str = MLSTM_FCN, seed: int = 0, **overrides):
@@ -59,7 +66,7 @@ def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats, time_p
 def test_time_pool_reads_the_sequence_averaged_over_each_window_of_its_own_steps():
     """time_pool=3 on 11 steps gives the logits of time_pool=1 on 4 steps: the means of steps 0-2, 3-5, 6-8 and
     of 9-10 (the last window over the sequence's own steps, not its padding)."""
-    pooled = small_net(time_pool=3, num_classes=3).eval()
+    pooled = small_net(time_pool=3, time_pool_phases=False, num_classes=3).eval()
     plain = small_net(time_pool=1, num_classes=3).eval()  # the same seed: the same weights
     torch.manual_seed(3)
     x = torch.randn(2, 14, 3)
@@ -68,6 +75,49 @@ def test_time_pool_reads_the_sequence_averaged_over_each_window_of_its_own_steps
     with torch.no_grad():
         got = pooled(x, torch.tensor([11, 14]))[:1]
         torch.testing.assert_close(got, plain(averaged, torch.tensor([4])), atol=1e-5, rtol=1e-5)
+
+
+def window_means(x: torch.Tensor, start: int, k: int = 3) -> torch.Tensor:
+    """[1, windows, C]: the means of x [T, C] over k steps at a time from ``start`` (the last window shorter)."""
+    return torch.stack([x[i : i + k].mean(0) for i in range(start, len(x), k)])[None]
+
+
+def test_time_pool_phases_average_the_logits_over_the_k_window_starts_in_eval():
+    """With time_pool_phases, eval gives the mean of the logits of the windows from steps 0, 1 and 2 (the first
+    one or two steps dropped); a 2-step sequence has two phases, the second its last step alone."""
+    pooled = small_net(time_pool=3, num_classes=3).eval()
+    plain = small_net(time_pool=1, num_classes=3).eval()
+    torch.manual_seed(3)
+    x = torch.randn(2, 11, 3)
+    with torch.no_grad():
+        got = pooled(x, torch.tensor([11, 2]))
+
+        def mean_logits(seq, starts):
+            return torch.stack(
+                [plain(w, torch.tensor([w.shape[1]])) for w in (window_means(seq, s) for s in starts)]
+            ).mean(0)
+
+        torch.testing.assert_close(got[:1], mean_logits(x[0], [0, 1, 2]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[1:], mean_logits(x[1, :2], [0, 1, 1]), atol=1e-5, rtol=1e-5)
+
+
+def test_time_pool_phases_train_each_sequence_on_a_random_window_start():
+    """In training a sequence's logits are those of one of its three phases, and across batches all three come up
+    (a one-sequence batch: batch norm then takes that sequence's own statistics in both nets)."""
+    pooled = small_net(time_pool=3, num_classes=3, lstm_dropout=0.0).train()
+    plain = small_net(time_pool=1, num_classes=3, lstm_dropout=0.0).train()
+    torch.manual_seed(4)
+    x = torch.randn(1, 11, 3)
+    with torch.no_grad():
+        windows = [window_means(x[0], s) for s in range(3)]  # 4, 4 and 3 windows
+        phases = [plain(w, torch.tensor([w.shape[1]])) for w in windows]
+        seen = set()
+        for _ in range(30):
+            got = pooled(x, torch.tensor([11]))
+            matches = [s for s, logits in enumerate(phases) if torch.allclose(got, logits, atol=1e-5)]
+            assert len(matches) == 1
+            seen.update(matches)
+    assert seen == {0, 1, 2}
 
 
 def test_time_pool_factor_is_the_smallest_that_fits_the_target():

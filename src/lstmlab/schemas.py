@@ -538,6 +538,7 @@ class LSTMFCNNetSchema:
     summary_stats: bool = MISSING
     time_pool: Optional[int] = MISSING
     time_pool_target: Optional[int] = MISSING
+    time_pool_phases: bool = MISSING
 
     def problems(self) -> Iterator[Problem]:
         yield from _positive("input_size", self.input_size)

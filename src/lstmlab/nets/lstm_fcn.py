@@ -11,7 +11,11 @@ and zero-padded or cropped to ``shuffle_length`` steps (steps past it are not re
 Long sequences: with ``time_pool`` k > 1 both branches read the input averaged over k steps at a time (windows
 from step 0, a sequence's last window over its own steps only), so a 1,460-step sequence costs its 1,460 / k steps.
 The task chooses k from the data when the config leaves it null: the smallest that brings the train split's
-longest sequence within ``time_pool_target`` steps (``pool_factor``); the checkpoint keeps it.
+longest sequence within ``time_pool_target`` steps (``pool_factor``); the checkpoint keeps it. With
+``time_pool_phases`` the windows need not start at step 0: in training each sequence starts them at a random one of
+the k phases (its first 0 to k - 1 steps dropped), which shows the net k pooled versions of every train sequence,
+and in eval the logits are the mean over the k phases (k forward passes), so they do not hang on where the
+windows happen to fall.
 
 Padding: batches are zero-padded to their longest sequence, and the task's z-score turns those zeros into
 ``-mean/std``, so the net sets every step at or past ``lengths`` back to 0 first. The FCN branch keeps it so
@@ -59,6 +63,14 @@ def pool_in_time(x: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
     sums = F.avg_pool1d(x.transpose(1, 2) * mask, k, k, ceil_mode=True)
     counts = F.avg_pool1d(mask, k, k, ceil_mode=True)
     return (sums / counts.clamp(min=1e-12)).transpose(1, 2), torch.div(lengths + k - 1, k, rounding_mode="floor")
+
+
+def drop_first_steps(x: Tensor, lengths: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` [batch, T, C] with each sequence's first ``offsets[b]`` steps dropped (it starts at step 0 again; the
+    steps moved in at the end are past its new length) and the new lengths. Offsets must be < each length."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = (steps[None, :] + offsets[:, None]).clamp(max=x.shape[1] - 1)
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2])), lengths - offsets
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -116,7 +128,8 @@ class LSTMFCN(nn.Module):
     ``summary_stats``: the output layer also reads each sequence's standardised summary statistics, as
     ``LSTMClassifier``'s head can (``lstmlab.nets.summary``), computed on the steps as given, before pooling.
     ``time_pool``: the k of the module docstring; ``time_pool_target`` is the rule the task chose it by (kept
-    here so that the checkpoint's net config says it).
+    here so that the checkpoint's net config says it); ``time_pool_phases``: the random phase in training and the
+    mean over the k phases in eval (no effect at k = 1).
     """
 
     def __init__(
@@ -136,6 +149,7 @@ class LSTMFCN(nn.Module):
         summary_stats: bool,
         time_pool: int,
         time_pool_target: int | None,
+        time_pool_phases: bool,
     ) -> None:
         super().__init__()
         if lstm_input not in LSTM_INPUTS:
@@ -156,6 +170,7 @@ class LSTMFCN(nn.Module):
         self.shuffle_length = shuffle_length
         self.pack = pack
         self.time_pool = time_pool
+        self.time_pool_phases = time_pool_phases
         widths = [input_size, *filters]
         self.conv_blocks = nn.ModuleList(
             ConvBlock(widths[i], widths[i + 1], kernel_sizes[i]) for i in range(len(filters))
@@ -198,8 +213,22 @@ class LSTMFCN(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         lengths = lengths.to(x.device)
         statistics = [self.summary(x, lengths)] if self.summary is not None else []
-        if self.time_pool > 1:
-            x, lengths = pool_in_time(x, lengths, self.time_pool)
+        k = self.time_pool
+        if k == 1:
+            return self.classify(x, lengths, statistics)
+        if not self.time_pool_phases:
+            return self.classify(*pool_in_time(x, lengths, k), statistics)
+        if self.training:  # a random phase per sequence; a sequence of n < k steps has n phases
+            offsets = torch.minimum(torch.randint(k, lengths.shape, device=x.device), lengths - 1)
+            return self.classify(*pool_in_time(*drop_first_steps(x, lengths, offsets), k), statistics)
+        phases = [
+            self.classify(*pool_in_time(*drop_first_steps(x, lengths, (lengths - 1).clamp(max=phase)), k), statistics)
+            for phase in range(k)
+        ]
+        return torch.stack(phases).mean(0)
+
+    def classify(self, x: Tensor, lengths: Tensor, statistics: list[Tensor]) -> Tensor:
+        """The logits of ``x`` [batch, T, C] as the branches read it (pooled or not) and of the summary statistics."""
         mask = valid_mask(lengths, x.shape[1])
         x = x.transpose(1, 2) * mask  # [batch, C, T]; the padding back to 0 (the z-score moved it)
         branches = [self.fcn_features(x, mask), self.lstm_dropout(self.lstm_features(x, lengths))]
