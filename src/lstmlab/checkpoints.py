@@ -8,8 +8,11 @@ of extra types is needed; a file whose pickle names any other global is refused 
 
 from __future__ import annotations
 
+import json
+import logging
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,6 +21,15 @@ from lstmlab.errors import ConfigError
 
 EXAMPLE = "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
 WRITTEN_BY = "lstmlab-train"
+log = logging.getLogger(__name__)
+
+# Keys a net gained after checkpoints of it had been saved, each with the value that computes what those
+# checkpoints computed (before time_pool, LSTM-FCN read every step). A checkpoint without them loads with these
+# values, said once, so a new option does not strand a trained model; the YAML stays the one source of values for
+# new runs, whose configs always name every key.
+ADDED_NET_KEYS: dict[str, dict] = {
+    "lstmlab.nets.lstm_fcn.LSTMFCN": {"time_pool": 1, "time_pool_target": None, "time_pool_phases": False},
+}
 
 
 def check_checkpoint_file(path: str | Path, what: str = "a .ckpt file") -> Path:
@@ -56,14 +68,28 @@ def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
     """``task_class.load_from_checkpoint(path)`` on the CPU, after ``read_checkpoint`` accepted the file; a foreign
     or damaged file raises a ``ConfigError`` that names the file and says it should be a checkpoint ``written_by``
     (not how unpickling failed)."""
-    read_checkpoint(path, written_by)
+    checkpoint = read_checkpoint(path, written_by)
+    overrides = {}
+    net = checkpoint.get("hyper_parameters", {}).get("net")
+    added = net_keys_added_since(net)
+    if added:
+        overrides["net"] = {**net, **added}
+        settings = ", ".join(f"{key}={json.dumps(value)}" for key, value in added.items())  # YAML's spelling
+        log.warning(f"ckpt_path={path}: saved before model.net had {', '.join(added)}; loaded with {settings}")
     try:
-        return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     except Exception as err:
         raise ConfigError(
             f"ckpt_path={path}: not a readable {task_class.__name__} checkpoint ({type(err).__name__}: "
             f"{one_line(err)}); pass a checkpoint written by {written_by}"
         ) from None
+
+
+def net_keys_added_since(net: object) -> dict:
+    """The ``ADDED_NET_KEYS`` of the saved net config ``net`` that it lacks, with their values (empty: none)."""
+    if not isinstance(net, Mapping):
+        return {}
+    return {key: value for key, value in ADDED_NET_KEYS.get(net.get("_target_"), {}).items() if key not in net}
 
 
 def refusal(path: Path, err: Exception, written_by: str) -> str:
