@@ -3,7 +3,6 @@ both LSTM inputs, and a run through the real CLI."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
@@ -11,7 +10,6 @@ import torch
 
 from helpers import build_net, compose_train, read_metrics, run_cli
 from lstmlab import choices
-from lstmlab.checkpoints import load_task_checkpoint
 from lstmlab.errors import ConfigError
 from lstmlab.nets.lstm_fcn import pool_factor
 from lstmlab.schemas import validate_config
@@ -191,7 +189,7 @@ def test_the_config_check_names_a_bad_value(override, message, tmp_path):
         validate_config(cfg)
 
 
-def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path, caplog):
+def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path):
     run = tmp_path / "run"
     run_cli(
         "lstmlab.train",
@@ -223,14 +221,3 @@ def test_mlstm_fcn_through_the_cli_writes_the_test_metrics(tmp_path, caplog):
     # the factor taken from the train split is saved: the checkpoint rebuilds the net that reads every 2 steps
     assert state["hyper_parameters"]["net"]["time_pool"] == 2
     assert SequenceClassificationTask.load_from_checkpoint(checkpoint).net.time_pool == 2
-    # a checkpoint saved before the pooling keys existed loads as it computed then (every step read), said once
-    for key in ("time_pool", "time_pool_target", "time_pool_phases"):
-        del state["hyper_parameters"]["net"][key]
-    torch.save(state, tmp_path / "old.ckpt")
-    with caplog.at_level(logging.WARNING, logger="lstmlab.checkpoints"):
-        old = load_task_checkpoint(SequenceClassificationTask, tmp_path / "old.ckpt", "lstmlab-train")
-    assert (old.net.time_pool, old.net.time_pool_phases) == (1, False)
-    assert (
-        caplog.text.count("old.ckpt: saved before model.net had time_pool, time_pool_target, time_pool_phases; ") == 1
-    )
-    assert "loaded with time_pool=1, time_pool_target=null, time_pool_phases=false" in caplog.text

@@ -23,12 +23,26 @@ EXAMPLE = "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
 WRITTEN_BY = "lstmlab-train"
 log = logging.getLogger(__name__)
 
-# Keys a net gained after checkpoints of it had been saved, each with the value that computes what those
-# checkpoints computed (before time_pool, LSTM-FCN read every step). A checkpoint without them loads with these
-# values, said once, so a new option does not strand a trained model; the YAML stays the one source of values for
-# new runs, whose configs always name every key.
+# Keys that tasks and nets gained after checkpoints of them had been saved, each with the value that computes what
+# those checkpoints computed (before patch_len a classifier's LSTM read every step; before interval_calibration a
+# forecaster's band was not calibrated). A checkpoint without one loads with these values, named in one warning,
+# so a new option does not strand a trained model; the YAML stays the one source of values for new runs, whose
+# configs name every key. Task keys by the task's class, net keys (hyper_parameters.net) by the net's _target_.
+ADDED_TASK_KEYS: dict[str, dict] = {
+    "SignalRegressionTask": {"recurrent_lr_scale": 1.0},
+    "Seq2SeqForecastTask": {"base_forecast": "none", "interval_calibration": "none"},
+}
+RECURRENT_INIT_KEYS = {"init_periods": None, "init_decay_steps": None, "freeze_cell_dynamics": False}
 ADDED_NET_KEYS: dict[str, dict] = {
-    "lstmlab.nets.lstm_fcn.LSTMFCN": {"time_pool": 1, "time_pool_target": None, "time_pool_phases": False},
+    "lstmlab.nets.classifier.LSTMClassifier": {"summary_stats": False, "summary_linear": False, "patch_len": 1},
+    "lstmlab.nets.lstm_fcn.LSTMFCN": {
+        "summary_stats": False,
+        "time_pool": 1,
+        "time_pool_target": None,
+        "time_pool_phases": False,
+    },
+    "lstmlab.nets.sequence.SequenceLSTM": RECURRENT_INIT_KEYS,
+    "lstmlab.nets.stateful.StatefulLSTM": RECURRENT_INIT_KEYS,
 }
 
 
@@ -69,13 +83,10 @@ def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
     or damaged file raises a ``ConfigError`` that names the file and says it should be a checkpoint ``written_by``
     (not how unpickling failed)."""
     checkpoint = read_checkpoint(path, written_by)
-    overrides = {}
-    net = checkpoint.get("hyper_parameters", {}).get("net")
-    added = net_keys_added_since(net)
+    overrides, added = keys_added_since(checkpoint.get("hyper_parameters"), task_class.__name__)
     if added:
-        overrides["net"] = {**net, **added}
         settings = ", ".join(f"{key}={json.dumps(value)}" for key, value in added.items())  # YAML's spelling
-        log.warning(f"ckpt_path={path}: saved before model.net had {', '.join(added)}; loaded with {settings}")
+        log.warning(f"ckpt_path={path}: saved before these keys existed; loaded with {settings}")
     try:
         return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     except Exception as err:
@@ -85,11 +96,21 @@ def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
         ) from None
 
 
-def net_keys_added_since(net: object) -> dict:
-    """The ``ADDED_NET_KEYS`` of the saved net config ``net`` that it lacks, with their values (empty: none)."""
-    if not isinstance(net, Mapping):
-        return {}
-    return {key: value for key, value in ADDED_NET_KEYS.get(net.get("_target_"), {}).items() if key not in net}
+def keys_added_since(hyper_parameters: object, task_name: str) -> tuple[dict, dict]:
+    """For a checkpoint's saved ``hyper_parameters``: the ``load_from_checkpoint`` overrides that add the
+    ``ADDED_TASK_KEYS`` / ``ADDED_NET_KEYS`` it lacks (``net`` whole), and those keys by their config names
+    (``model.<key>``, ``model.net.<key>``) with their values; both empty when it lacks none."""
+    if not isinstance(hyper_parameters, Mapping):
+        return {}, {}
+    overrides = {key: value for key, value in ADDED_TASK_KEYS.get(task_name, {}).items() if key not in hyper_parameters}
+    added = {f"model.{key}": value for key, value in overrides.items()}
+    net = hyper_parameters.get("net")
+    if isinstance(net, Mapping):
+        net_added = {key: value for key, value in ADDED_NET_KEYS.get(net.get("_target_"), {}).items() if key not in net}
+        if net_added:
+            overrides["net"] = {**net, **net_added}
+            added.update({f"model.net.{key}": value for key, value in net_added.items()})
+    return overrides, added
 
 
 def refusal(path: Path, err: Exception, written_by: str) -> str:
