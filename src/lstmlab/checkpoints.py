@@ -102,15 +102,20 @@ def keys_added_since(hyper_parameters: object, task_name: str) -> tuple[dict, di
     (``model.<key>``, ``model.net.<key>``) with their values; both empty when it lacks none."""
     if not isinstance(hyper_parameters, Mapping):
         return {}, {}
-    overrides = {key: value for key, value in ADDED_TASK_KEYS.get(task_name, {}).items() if key not in hyper_parameters}
+    overrides = lacking(ADDED_TASK_KEYS.get(task_name, {}), hyper_parameters)
     added = {f"model.{key}": value for key, value in overrides.items()}
     net = hyper_parameters.get("net")
     if isinstance(net, Mapping):
-        net_added = {key: value for key, value in ADDED_NET_KEYS.get(net.get("_target_"), {}).items() if key not in net}
+        net_added = lacking(ADDED_NET_KEYS.get(net.get("_target_"), {}), net)
         if net_added:
             overrides["net"] = {**net, **net_added}
             added.update({f"model.net.{key}": value for key, value in net_added.items()})
     return overrides, added
+
+
+def lacking(added_keys: dict, saved: Mapping) -> dict:
+    """The entries of ``added_keys`` whose key ``saved`` does not have."""
+    return {key: value for key, value in added_keys.items() if key not in saved}
 
 
 def refusal(path: Path, err: Exception, written_by: str) -> str:
