@@ -63,6 +63,11 @@ def test_padding_changes_no_logit(model, lstm_input, pack, summary_stats, time_p
     torch.testing.assert_close(got[:1], expected, atol=1e-5, rtol=1e-5)
 
 
+def window_means(x: torch.Tensor, start: int, k: int = 3) -> torch.Tensor:
+    """[1, windows, C]: the means of x [T, C] over k steps at a time from ``start`` (the last window shorter)."""
+    return torch.stack([x[i : i + k].mean(0) for i in range(start, len(x), k)])[None]
+
+
 def test_time_pool_reads_the_sequence_averaged_over_each_window_of_its_own_steps():
     """time_pool=3 on 11 steps gives the logits of time_pool=1 on 4 steps: the means of steps 0-2, 3-5, 6-8 and
     of 9-10 (the last window over the sequence's own steps, not its padding)."""
@@ -71,15 +76,10 @@ def test_time_pool_reads_the_sequence_averaged_over_each_window_of_its_own_steps
     torch.manual_seed(3)
     x = torch.randn(2, 14, 3)
     x[0, 11:] = 50.0  # sequence 0 is 11 steps long; its padding is garbage
-    averaged = torch.stack([x[0, i : min(i + 3, 11)].mean(0) for i in range(0, 11, 3)])[None]
+    averaged = window_means(x[0, :11], 0)
     with torch.no_grad():
         got = pooled(x, torch.tensor([11, 14]))[:1]
         torch.testing.assert_close(got, plain(averaged, torch.tensor([4])), atol=1e-5, rtol=1e-5)
-
-
-def window_means(x: torch.Tensor, start: int, k: int = 3) -> torch.Tensor:
-    """[1, windows, C]: the means of x [T, C] over k steps at a time from ``start`` (the last window shorter)."""
-    return torch.stack([x[i : i + k].mean(0) for i in range(start, len(x), k)])[None]
 
 
 def test_time_pool_phases_average_the_logits_over_the_k_window_starts_in_eval():
