@@ -28,7 +28,8 @@ from optuna.trial import TrialState
 from helpers import SMALL_SWEEP, run_cli
 from hydra_plugins.lstmlab_optuna_sweeper._space import SweeperConfigError, format_value, parse_search_space
 from hydra_plugins.lstmlab_optuna_sweeper._study import resolve_url
-from lstmlab.optuna_trial import TrialLink
+from lstmlab.callbacks.pruning import OptunaPruning
+from lstmlab.optuna_trial import TrialLink, ctrl_c_remembered, ctrl_c_seen
 
 # one torch thread per process: several sweep processes share 2 cores without oversubscription
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -398,6 +399,30 @@ def _start_and_stop(sweep: Path, sig: signal.Signals, *overrides: str, exclude: 
             ) from None
     assert running is not None, "the sweep ended before a trial of its own was seen running"
     return running
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_the_trial(monkeypatch):
+    """Python drops a KeyboardInterrupt raised inside a finalizer (a sweep's Ctrl-C once vanished that way inside
+    an import's lock callback and the sweep ran on); the sweep remembers the Ctrl-C and the trial stops at its next
+    batch, as the sweeper stops after the jobs it launched."""
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: dropped.append(info.exc_type))
+
+    class RaisesCtrlCWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    with ctrl_c_remembered():
+        assert not ctrl_c_seen()
+        RaisesCtrlCWhenCollected()  # collected at once: the KeyboardInterrupt is raised in __del__ and dropped
+        assert dropped == [KeyboardInterrupt] and ctrl_c_seen()
+        callback = OptunaPruning(TrialLink(storage="sqlite://", study_name="s", trial_id=0, number=0), "val/loss")
+        with pytest.raises(KeyboardInterrupt):
+            callback.on_train_batch_start(None, None, None, 0)
+    assert signal.getsignal(signal.SIGINT) is before
+    with ctrl_c_remembered():  # the next sweep in this process starts afresh
+        assert not ctrl_c_seen()
 
 
 def test_killed_or_interrupted_sweep_resumes_without_losing_a_trial(tmp_path):

@@ -9,8 +9,12 @@ the functions that build its objects: the CLI's ``--help`` path and the sweeper'
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,40 @@ OUTPUT_DIR = "output_dir"  # the job's run dir
 RETRY_OF = "retry_of"  # on a queued trial: the number of the trial it repeats
 
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
+
+
+_ctrl_c_seen = False
+
+
+@contextlib.contextmanager
+def ctrl_c_remembered() -> Iterator[None]:
+    """While a sweep runs, Ctrl-C raises KeyboardInterrupt as usual and is also remembered.
+
+    Python drops a KeyboardInterrupt raised inside a finalizer or a weakref callback ("Exception ignored in: ...";
+    an import's module lock has one), and a trial's job would then run on as if no one had pressed Ctrl-C. The
+    trial's pruning callback and the sweeper ask ``ctrl_c_seen()`` between steps and stop there instead.
+    """
+    global _ctrl_c_seen
+    _ctrl_c_seen = False
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def remember(signum, frame):
+        global _ctrl_c_seen
+        _ctrl_c_seen = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_seen() -> bool:
+    """Whether Ctrl-C was pressed during this process's sweep (``ctrl_c_remembered``)."""
+    return _ctrl_c_seen
 
 
 class SweeperConfigError(ValueError):

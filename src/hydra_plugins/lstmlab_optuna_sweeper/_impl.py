@@ -50,6 +50,8 @@ from lstmlab.optuna_trial import (
     RETRY_OF,
     SweeperConfigError,
     TrialLink,
+    ctrl_c_remembered,
+    ctrl_c_seen,
     make_pruner,
 )
 
@@ -184,7 +186,8 @@ class OptunaSweep:
         self.n_trials, self.directions = n_trials, directions
         heartbeat = Heartbeat(storage, s["heartbeat_interval"])
         try:
-            self.run_trials(heartbeat)
+            with ctrl_c_remembered():
+                self.run_trials(heartbeat)
         finally:
             heartbeat.stop()
             self.write_results()
@@ -307,6 +310,9 @@ class OptunaSweep:
                 self.record(trial, ret)
                 heartbeat.remove(trial._trial_id)
             self.write_results()
+            if ctrl_c_seen():  # pressed while the jobs ended, or dropped by Python inside one: stop here
+                log.warning("Ctrl-C: the sweep stops after trial(s) %s", [t.number for t in batch])
+                raise KeyboardInterrupt
             self.check_failures()
 
     def job_overrides(self, trial: optuna.trial.Trial) -> list[str]:

@@ -15,7 +15,7 @@ import warnings
 import optuna
 import pytorch_lightning as pl
 
-from lstmlab.optuna_trial import PRUNED_AT_EPOCH, TrialLink, make_pruner
+from lstmlab.optuna_trial import PRUNED_AT_EPOCH, TrialLink, ctrl_c_seen, make_pruner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,16 @@ class OptunaPruning(pl.Callback):
             self._trial = optuna.trial.Trial(_study(self.link), self.link.trial_id)
         return self._trial
 
+    # a Ctrl-C that Python dropped (lstmlab.optuna_trial.ctrl_c_remembered) stops the trial at its next batch
+    def on_train_batch_start(self, *args) -> None:
+        _stop_if_ctrl_c_seen()
+
+    def on_validation_batch_start(self, *args) -> None:
+        _stop_if_ctrl_c_seen()
+
+    def on_test_batch_start(self, *args) -> None:
+        _stop_if_ctrl_c_seen()
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not isinstance(self.monitor, str):  # several objectives: nothing to prune
             return
@@ -78,3 +88,8 @@ class OptunaPruning(pl.Callback):
         self.trial.set_user_attr(PRUNED_AT_EPOCH, epoch)
         log.info("trial %s pruned after epoch %d (%s=%.6g)", self.link.number, epoch, self.monitor, value)
         return True
+
+
+def _stop_if_ctrl_c_seen() -> None:
+    if ctrl_c_seen():
+        raise KeyboardInterrupt  # Lightning stops the run as on Ctrl-C; the sweeper queues the trial again
