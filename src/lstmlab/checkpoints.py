@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # configs name every key. Task keys by the task's class, net keys (hyper_parameters.net) by the net's _target_.
 ADDED_TASK_KEYS: dict[str, dict] = {
     "SignalRegressionTask": {"recurrent_lr_scale": 1.0},
+    "PriceForecastTask": {"recurrent_lr_scale": 1.0},
     "Seq2SeqForecastTask": {"base_forecast": "none", "interval_calibration": "none"},
 }
 RECURRENT_INIT_KEYS = {"init_periods": None, "init_decay_steps": None, "freeze_cell_dynamics": False}
@@ -43,6 +44,30 @@ ADDED_NET_KEYS: dict[str, dict] = {
     },
     "lstmlab.nets.sequence.SequenceLSTM": RECURRENT_INIT_KEYS,
     "lstmlab.nets.stateful.StatefulLSTM": RECURRENT_INIT_KEYS,
+}
+
+
+# Run configs (<run>/.hydra/config.yaml) saved before a class or a datamodule key was renamed or added: lstmlab-eval
+# rebuilds the run's task class and data from them. Renamed classes and keys read as today's; added data keys get
+# the value that rebuilds the run's data as it was (splits drawn with seed 0 before data.seed; a series' context
+# was always data.input_len before context_multiple, whose first default was 2).
+RENAMED_TARGETS = {
+    "lstmlab.tasks.regression.SignalRegressionTask": "lstmlab.tasks.signal_regression.SignalRegressionTask",
+    "lstmlab.data.sequence_datamodule.SequenceClassificationDataModule": (
+        "lstmlab.data.classification_datamodule.SequenceClassificationDataModule"
+    ),
+}
+RENAMED_DATA_KEYS = {"split_seed": "seed", "shuffle_seed": "seed"}
+ADDED_DATA_KEYS: dict[str, dict] = {
+    "lstmlab.data.price_datamodule.PriceDataModule": {"seed": 0, "chunked": False},
+    "lstmlab.data.series_datamodule.SeriesDataModule": {
+        "freq": None,
+        "id_column": None,
+        "short_series": "error",
+        "val_steps": None,
+        "test_steps": None,
+        "context_multiple": 2,
+    },
 }
 
 
@@ -146,3 +171,26 @@ def unsafe_globals(path: Path) -> list[str]:
 def one_line(err: Exception) -> str:
     """The error's text on one line: torch's unpickling errors span several, and the CLI prints one."""
     return " ".join(str(err).split())[:300]
+
+
+def upgrade_run_config(saved, path: Path) -> None:
+    """Bring a saved run config (an OmegaConf ``DictConfig``) to today's class names and data keys, in place, with
+    one warning naming every change (``RENAMED_TARGETS``, ``RENAMED_DATA_KEYS``, ``ADDED_DATA_KEYS``)."""
+    changes = []
+    for group in ("model", "data"):
+        target = (saved.get(group) or {}).get("_target_")
+        if target in RENAMED_TARGETS:
+            saved[group]._target_ = RENAMED_TARGETS[target]
+            changes.append(f"{group}._target_={RENAMED_TARGETS[target]} (was {target})")
+    data = saved.get("data")
+    if data is None:
+        return
+    for old, new in RENAMED_DATA_KEYS.items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
+            changes.append(f"data.{new}={json.dumps(data[new])} (was data.{old})")
+    for key, value in lacking(ADDED_DATA_KEYS.get(data.get("_target_"), {}), data).items():
+        data[key] = value
+        changes.append(f"data.{key}={json.dumps(value)}")
+    if changes:
+        log.warning(f"{path}: written by an earlier lstmlab; read with {', '.join(changes)}")

@@ -22,7 +22,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint, read_checkpoint
+from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint, read_checkpoint, upgrade_run_config
 from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.optuna_trial import TrialLink
 
@@ -154,14 +154,16 @@ def checkpoint_list(value) -> list[str]:
 
 
 def saved_run_config(ckpt: Path) -> DictConfig:
-    """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``)."""
+    """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``), read as today's names."""
     saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(
             f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
             "evaluate checkpoints inside the run directory that lstmlab-train wrote"
         )
-    return OmegaConf.load(saved_path)
+    saved = OmegaConf.load(saved_path)
+    upgrade_run_config(saved, saved_path)  # a run of an earlier lstmlab: today's class names and data keys
+    return saved
 
 
 def seed_ensemble(first, ckpts: list[Path], saved: DictConfig, runtime: str):
