@@ -182,9 +182,7 @@ def upgrade_run_config(saved, path: Path) -> None:
         if target in RENAMED_TARGETS:
             saved[group]._target_ = RENAMED_TARGETS[target]
             changes.append(f"{group}._target_={RENAMED_TARGETS[target]} (was {target})")
-    data = saved.get("data")
-    if data is None:
-        return
+    data = saved.get("data") or {}
     for old, new in RENAMED_DATA_KEYS.items():
         if old in data and new not in data:
             data[new] = data.pop(old)
