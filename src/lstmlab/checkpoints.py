@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 # those checkpoints computed (before patch_len a classifier's LSTM read every step; before interval_calibration a
 # forecaster's band was not calibrated). A checkpoint without one loads with these values, named in one warning,
 # so a new option does not strand a trained model; the YAML stays the one source of values for new runs, whose
-# configs name every key. Task keys by the task's class, net keys (hyper_parameters.net) by the net's _target_.
+# configs name every key. Task keys by the name of the task class that has them (a subclass inherits them: the signal
+# and price tasks recurrent_lr_scale), net keys (hyper_parameters.net) by the net's _target_.
 ADDED_TASK_KEYS: dict[str, dict] = {
-    "SignalRegressionTask": {"recurrent_lr_scale": 1.0},
-    "PriceForecastTask": {"recurrent_lr_scale": 1.0},
+    "RecurrentNetTask": {"recurrent_lr_scale": 1.0},
     "Seq2SeqForecastTask": {"base_forecast": "none", "interval_calibration": "none"},
 }
 RECURRENT_INIT_KEYS = {"init_periods": None, "init_decay_steps": None, "freeze_cell_dynamics": False}
@@ -108,7 +108,7 @@ def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
     or damaged file raises a ``ConfigError`` that names the file and says it should be a checkpoint ``written_by``
     (not how unpickling failed)."""
     checkpoint = read_checkpoint(path, written_by)
-    overrides, added = keys_added_since(checkpoint.get("hyper_parameters"), task_class.__name__)
+    overrides, added = keys_added_since(checkpoint.get("hyper_parameters"), task_class)
     if added:
         settings = ", ".join(f"{key}={json.dumps(value)}" for key, value in added.items())  # YAML's spelling
         log.warning(f"ckpt_path={path}: saved before these keys existed; loaded with {settings}")
@@ -121,13 +121,18 @@ def load_task_checkpoint(task_class: type, path: str | Path, written_by: str):
         ) from None
 
 
-def keys_added_since(hyper_parameters: object, task_name: str) -> tuple[dict, dict]:
+def keys_added_since(hyper_parameters: object, task_class: type) -> tuple[dict, dict]:
     """For a checkpoint's saved ``hyper_parameters``: the ``load_from_checkpoint`` overrides that add the
     ``ADDED_TASK_KEYS`` / ``ADDED_NET_KEYS`` it lacks (``net`` whole), and those keys by their config names
     (``model.<key>``, ``model.net.<key>``) with their values; both empty when it lacks none."""
     if not isinstance(hyper_parameters, Mapping):
         return {}, {}
-    overrides = lacking(ADDED_TASK_KEYS.get(task_name, {}), hyper_parameters)
+    task_keys = {
+        key: value
+        for cls in reversed(task_class.__mro__)  # a subclass's entry over its base's
+        for key, value in ADDED_TASK_KEYS.get(cls.__name__, {}).items()
+    }
+    overrides = lacking(task_keys, hyper_parameters)
     added = {f"model.{key}": value for key, value in overrides.items()}
     net = hyper_parameters.get("net")
     if isinstance(net, Mapping):
