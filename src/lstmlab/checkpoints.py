@@ -178,6 +178,11 @@ def one_line(err: Exception) -> str:
     return " ".join(str(err).split())[:300]
 
 
+def run_config_path(ckpt: Path) -> Path:
+    """``<run>/.hydra/config.yaml`` of a checkpoint in ``<run>/checkpoints/``."""
+    return ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
+
+
 def upgrade_run_config(saved, path: Path) -> None:
     """Bring a saved run config (an OmegaConf ``DictConfig``) to today's class names and data keys, in place, with
     one warning naming every change (``RENAMED_TARGETS``, ``RENAMED_DATA_KEYS``, ``ADDED_DATA_KEYS``)."""

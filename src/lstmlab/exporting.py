@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import lstmlab
-from lstmlab.checkpoints import load_task_checkpoint, read_checkpoint
+from lstmlab.checkpoints import load_task_checkpoint, read_checkpoint, run_config_path
 from lstmlab.errors import ConfigError
 from lstmlab.export import FORMATS
 
@@ -242,11 +242,6 @@ def family_graphs(family: str, task) -> dict:
 
 
 # ---- what the JSON says beside the graphs ------------------------------------------------------------------------
-def run_config(ckpt: Path) -> Path:
-    """``<run>/.hydra/config.yaml`` of a checkpoint in ``<run>/checkpoints/``."""
-    return ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
-
-
 def family_details(family: str, task, ckpt: Path) -> dict:
     """Scaling statistics and what the outputs mean, per family."""
     if family == "signal":
@@ -324,7 +319,7 @@ def class_names(ckpt: Path) -> list[str] | None:
 
 
 def config_hash(ckpt: Path) -> str | None:
-    config = run_config(ckpt)
+    config = run_config_path(ckpt)
     return "sha256:" + hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
 
 

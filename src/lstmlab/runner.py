@@ -22,7 +22,13 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lstmlab.checkpoints import check_checkpoint_file, load_task_checkpoint, read_checkpoint, upgrade_run_config
+from lstmlab.checkpoints import (
+    check_checkpoint_file,
+    load_task_checkpoint,
+    read_checkpoint,
+    run_config_path,
+    upgrade_run_config,
+)
 from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.optuna_trial import TrialLink
 
@@ -155,7 +161,7 @@ def checkpoint_list(value) -> list[str]:
 
 def saved_run_config(ckpt: Path) -> DictConfig:
     """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``), read as today's names."""
-    saved_path = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
+    saved_path = run_config_path(ckpt)
     if not saved_path.is_file():
         raise ConfigError(
             f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
