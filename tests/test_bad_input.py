@@ -4,6 +4,8 @@ shows no traceback, and leaves the user's files as they were."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -175,3 +177,25 @@ def test_bad_input_is_reported_clearly(tmp_path, case):
     if file is not None:
         assert hashlib.sha256(file.read_bytes()).hexdigest() == before
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "overrides", "expected"),
+    [
+        ("lstmlab.train", ["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: checkpoint not found"),
+        ("lstmlab.train", ["resume=true"], "resume=true: no"),
+        ("lstmlab.evaluate", [], "ckpt_path is required"),
+        ("lstmlab.evaluate", ["ckpt_path=[best.ckpt,nowhere.ckpt]"], "ckpt_path=best.ckpt: checkpoint not found"),
+    ],
+    ids=["train_ckpt_missing", "resume_without_a_run", "eval_without_ckpt_path", "eval_ensemble_member_missing"],
+)
+def test_a_checkpoint_that_is_not_there_is_refused_before_torch_is_imported(tmp_path, module, overrides, expected):
+    # the user waits a second for the error, not the five that importing torch and Lightning take
+    argv = [module, *overrides, f"hydra.run.dir={tmp_path / 'run'}"]
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules)); "
+        f"sys.argv = {argv!r}; from {module} import main; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and expected in proc.stderr, proc.stderr[-2000:]
+    assert "torch imported: False" in proc.stdout, proc.stdout

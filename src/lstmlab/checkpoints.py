@@ -4,6 +4,10 @@ A checkpoint is data, not code: every read goes through ``read_checkpoint`` (``t
 and Lightning is handed the file only after that read succeeded, with ``weights_only=True`` too. lstmlab's own
 checkpoints hold tensors and plain containers only (dicts, lists, str, numbers, ``OrderedDict``), so no allowlist
 of extra types is needed; a file whose pickle names any other global is refused before anything in it runs.
+
+torch is imported where a file is read, not at the top: the entry points check what a command asks for
+(``requested_checkpoint``, ``requested_checkpoints``) before torch and Lightning are imported, so that a mistyped
+path is refused in a second, not after five.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lstmlab.errors import ConfigError
 
@@ -79,12 +83,58 @@ def check_checkpoint_file(path: str | Path, what: str = "a .ckpt file") -> Path:
     return path
 
 
+def requested_checkpoint(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The checkpoint ``lstmlab-train`` is asked to start from: this run dir's last.ckpt for ``resume=true`` or
+    ``ckpt_path=last``, the file ``ckpt_path`` names, or None; a ``ConfigError`` when that file is not there."""
+    ckpt = cfg.get("ckpt_path")
+    if cfg.get("resume") or ckpt == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(
+                f"resume=true: no {last} to resume from; pass hydra.run.dir=<the interrupted run's directory>"
+            )
+        return last
+    return None if ckpt is None else check_checkpoint_file(ckpt, "a .ckpt file, 'last' or null")
+
+
+def requested_checkpoints(cfg: DictConfig) -> list[Path]:
+    """The checkpoints ``lstmlab-eval`` is asked to score (``ckpt_path``: one, or a list for a seed ensemble), each
+    with its run config beside it; a ``ConfigError`` for a missing one, a missing config or an unknown ``split``."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError("ckpt_path is required: lstmlab-eval ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
+    value = cfg.ckpt_path
+    paths = [str(v) for v in value] if isinstance(value, (ListConfig, list, tuple)) else [str(value)]
+    if not paths:
+        raise ConfigError("ckpt_path=[]: name a checkpoint, or several for a seed ensemble: ckpt_path=[a.ckpt,b.ckpt]")
+    ckpts = [check_checkpoint_file(path) for path in paths]
+    for ckpt in ckpts:
+        if not run_config_path(ckpt).is_file():
+            raise ConfigError(
+                f"ckpt_path={ckpt}: no run config beside it (expected {run_config_path(ckpt)}); "
+                "evaluate checkpoints inside the run directory that lstmlab-train wrote"
+            )
+    return ckpts
+
+
+def saved_run_config(ckpt: Path) -> DictConfig:
+    """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``, checked by ``requested_checkpoints``),
+    read as today's names."""
+    saved_path = run_config_path(ckpt)
+    saved = OmegaConf.load(saved_path)
+    upgrade_run_config(saved, saved_path)  # a run of an earlier lstmlab: today's class names and data keys
+    return saved
+
+
 def read_checkpoint(path: str | Path, written_by: str = WRITTEN_BY) -> dict:
     """The contents of the checkpoint at ``path`` (on the CPU), unpickled with ``weights_only=True``.
 
     A file whose pickle needs anything beyond tensors and plain containers is refused with a one-line
     ``ConfigError`` that names the file and the global it would load; a damaged or foreign file likewise says so.
     """
+    import torch
+
     path = check_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -167,6 +217,8 @@ def refusal(path: Path, err: Exception, written_by: str) -> str:
 def unsafe_globals(path: Path) -> list[str]:
     """The globals outside torch's weights-only allowlist that the file's pickle names, found by reading the pickle's
     opcodes (nothing is unpickled); empty for a file in the legacy (non-zip) format, which this scan cannot read."""
+    import torch
+
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:

@@ -23,11 +23,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lstmlab.checkpoints import (
-    check_checkpoint_file,
     load_task_checkpoint,
     read_checkpoint,
-    run_config_path,
-    upgrade_run_config,
+    requested_checkpoint,
+    requested_checkpoints,
+    saved_run_config,
 )
 from lstmlab.errors import ConfigError, in_multirun
 from lstmlab.optuna_trial import TrialLink
@@ -104,15 +104,11 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
 
 def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` on the data of the run that wrote it; write metrics.json into this run's dir."""
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise ConfigError("ckpt_path is required: lstmlab-eval ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt")
-    if cfg.split not in ("test", "val"):
-        raise ConfigError(f"split={cfg.split!r} must be 'test' or 'val'")
+    ckpts = requested_checkpoints(cfg)  # the entry point checked them before importing torch; here for their paths
     from lstmlab.onnx_runtime import check_runtime
 
     runtime = check_runtime(cfg.get("runtime"))
     threads = apply_process_settings(cfg)
-    ckpts = [check_checkpoint_file(path) for path in checkpoint_list(cfg.ckpt_path)]
     ckpt = ckpts[0]
     saved = saved_run_config(ckpt)
     saved.paths = cfg.paths  # resolve the saved run's paths in this process
@@ -149,27 +145,6 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
         results |= {"runtime": runtime, "exported": str(exported)}
     write_json(Path(cfg.paths.output_dir) / "metrics.json", results)
     return metrics
-
-
-def checkpoint_list(value) -> list[str]:
-    """``ckpt_path``: one checkpoint, or a list of them (a seed ensemble)."""
-    paths = [str(v) for v in value] if isinstance(value, (ListConfig, list, tuple)) else [str(value)]
-    if not paths:
-        raise ConfigError("ckpt_path=[]: name a checkpoint, or several for a seed ensemble: ckpt_path=[a.ckpt,b.ckpt]")
-    return paths
-
-
-def saved_run_config(ckpt: Path) -> DictConfig:
-    """The config of the run that wrote ``ckpt`` (``<run>/.hydra/config.yaml``), read as today's names."""
-    saved_path = run_config_path(ckpt)
-    if not saved_path.is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt}: no run config beside it (expected {saved_path}); "
-            "evaluate checkpoints inside the run directory that lstmlab-train wrote"
-        )
-    saved = OmegaConf.load(saved_path)
-    upgrade_run_config(saved, saved_path)  # a run of an earlier lstmlab: today's class names and data keys
-    return saved
 
 
 def seed_ensemble(first, ckpts: list[Path], saved: DictConfig, runtime: str):
@@ -309,18 +284,11 @@ def run_backtest(trainer: pl.Trainer, task, datamodule, backtest: DictConfig, ck
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
     """``resume=true`` or ``ckpt_path=last``: this run dir's last.ckpt; ``ckpt_path=<file>``: that file. Either is
     read once with ``read_checkpoint`` here, so that a file that would run code is refused before any work."""
-    ckpt = cfg.get("ckpt_path")
-    if cfg.get("resume") or ckpt == "last":
-        last = output_dir / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise ConfigError(
-                f"resume=true: no {last} to resume from; pass hydra.run.dir=<the interrupted run's directory>"
-            )
-        read_checkpoint(last)
-        return str(last)
-    if ckpt is not None:
-        read_checkpoint(check_checkpoint_file(ckpt, "a .ckpt file, 'last' or null"))
-    return ckpt
+    ckpt = requested_checkpoint(cfg, output_dir)
+    if ckpt is None:
+        return None
+    read_checkpoint(ckpt)
+    return str(ckpt)
 
 
 def _other_ddp_rank() -> bool:

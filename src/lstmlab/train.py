@@ -5,9 +5,12 @@ Only Hydra is imported before the arguments are parsed, so ``--help`` and ``--cf
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from lstmlab.checkpoints import requested_checkpoint
 from lstmlab.errors import reported_errors
 from lstmlab.help_listing import list_groups_once
 from lstmlab.schemas import register_schemas, validate_config
@@ -19,7 +22,9 @@ list_groups_once()
 @hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with reported_errors():
-        validate_config(cfg)  # an out-of-range value fails before torch is imported (a second, not five)
+        # an out-of-range value or a checkpoint that is not there fails before torch is imported (a second, not five)
+        validate_config(cfg)
+        requested_checkpoint(cfg, Path(cfg.paths.output_dir))
         from lstmlab.runner import run_training
 
         return run_training(cfg)
