@@ -110,9 +110,9 @@ def requested_checkpoints(cfg: DictConfig) -> list[Path]:
         raise ConfigError("ckpt_path=[]: name a checkpoint, or several for a seed ensemble: ckpt_path=[a.ckpt,b.ckpt]")
     ckpts = [check_checkpoint_file(path) for path in paths]
     for ckpt in ckpts:
-        if not run_config_path(ckpt).is_file():
+        if not (config := run_config_path(ckpt)).is_file():
             raise ConfigError(
-                f"ckpt_path={ckpt}: no run config beside it (expected {run_config_path(ckpt)}); "
+                f"ckpt_path={ckpt}: no run config beside it (expected {config}); "
                 "evaluate checkpoints inside the run directory that lstmlab-train wrote"
             )
     return ckpts

@@ -17,10 +17,10 @@ list_groups_once()
 @hydra.main(version_base="1.3", config_path="pkg://lstmlab.conf", config_name="eval")
 def main(cfg: DictConfig) -> dict:
     with reported_errors():
-        requested_checkpoints(cfg)  # a missing checkpoint or run config fails before torch is imported
+        ckpts = requested_checkpoints(cfg)  # a missing checkpoint or run config fails before torch is imported
         from lstmlab.runner import run_evaluation
 
-        return run_evaluation(cfg)
+        return run_evaluation(cfg, ckpts)
 
 
 if __name__ == "__main__":

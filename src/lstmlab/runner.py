@@ -25,8 +25,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lstmlab.checkpoints import (
     load_task_checkpoint,
     read_checkpoint,
-    requested_checkpoint,
-    requested_checkpoints,
     saved_run_config,
 )
 from lstmlab.errors import ConfigError, in_multirun
@@ -35,16 +33,18 @@ from lstmlab.optuna_trial import TrialLink
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: DictConfig) -> float | None:
-    """Fit and test as configured; write metrics.json; return ``cfg.optimized_metric`` (for sweepers).
-    ``cfg`` has passed ``validate_config`` (the entry point checks it before importing torch)."""
+def run_training(cfg: DictConfig, resume_from: Path | None) -> float | None:
+    """Fit and test as configured, from ``resume_from`` if given; write metrics.json; return
+    ``cfg.optimized_metric`` (for sweepers). The entry point checked ``cfg`` (``validate_config``) and found
+    ``resume_from`` (``requested_checkpoint``) before importing torch."""
     output_dir = Path(cfg.paths.output_dir)
     with claimed_output_dir(output_dir):
-        return _fit_and_test(cfg, output_dir)
+        return _fit_and_test(cfg, output_dir, resume_from)
 
 
-def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
-    resume_from = checkpoint_to_resume(cfg, output_dir)
+def _fit_and_test(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -> float | None:
+    if resume_from is not None:
+        read_checkpoint(resume_from)  # a file that would run code is refused before any work
     check_output_dir(output_dir, resuming=resume_from is not None)
     apply_process_settings(cfg)
     started = time.perf_counter()
@@ -64,7 +64,9 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
 
     if cfg.get("train", True):
         try:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+            trainer.fit(
+                task, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True
+            )
         except SIGTERMException:
             if in_multirun():
                 raise
@@ -102,9 +104,9 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path) -> float | None:
     return optimized_value(cfg, {**val_metrics, **test_metrics})
 
 
-def run_evaluation(cfg: DictConfig) -> dict[str, float]:
-    """Test ``cfg.ckpt_path`` on the data of the run that wrote it; write metrics.json into this run's dir."""
-    ckpts = requested_checkpoints(cfg)  # the entry point checked them before importing torch; here for their paths
+def run_evaluation(cfg: DictConfig, ckpts: list[Path]) -> dict[str, float]:
+    """Test ``ckpts`` (``cfg.ckpt_path``, as ``requested_checkpoints`` found them) on the data of the run that wrote
+    them; write metrics.json into this run's dir."""
     from lstmlab.onnx_runtime import check_runtime
 
     runtime = check_runtime(cfg.get("runtime"))
@@ -281,16 +283,6 @@ def run_backtest(trainer: pl.Trainer, task, datamodule, backtest: DictConfig, ck
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
-    """``resume=true`` or ``ckpt_path=last``: this run dir's last.ckpt; ``ckpt_path=<file>``: that file. Either is
-    read once with ``read_checkpoint`` here, so that a file that would run code is refused before any work."""
-    ckpt = requested_checkpoint(cfg, output_dir)
-    if ckpt is None:
-        return None
-    read_checkpoint(ckpt)
-    return str(ckpt)
-
-
 def _other_ddp_rank() -> bool:
     """True in the processes DDP starts for ranks > 0 (LOCAL_RANK set by rank 0's Trainer)."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0

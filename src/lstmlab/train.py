@@ -24,10 +24,10 @@ def main(cfg: DictConfig) -> float | None:
     with reported_errors():
         # an out-of-range value or a checkpoint that is not there fails before torch is imported (a second, not five)
         validate_config(cfg)
-        requested_checkpoint(cfg, Path(cfg.paths.output_dir))
+        resume_from = requested_checkpoint(cfg, Path(cfg.paths.output_dir))
         from lstmlab.runner import run_training
 
-        return run_training(cfg)
+        return run_training(cfg, resume_from)
 
 
 if __name__ == "__main__":
